@@ -1,0 +1,3 @@
+from ftwizard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Headless command handlers, one module per step; imports stay lazy."""

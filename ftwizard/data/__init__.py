@@ -1,0 +1,1 @@
+"""Data sets: loading, format detection and conversion, lint, fixes, splits, preview."""

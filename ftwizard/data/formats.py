@@ -1,0 +1,113 @@
+"""Row formats of fine-tuning data, their detection, and conversion to chat messages.
+
+Canonical form is OpenAI-style `messages`: a list of {"role", "content"} with roles
+system / user / assistant. Every SFT format converts to it; preference pairs are
+recognised so that they can be reported as "not for SFT" rather than misread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SFT_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "text")
+ALL_FORMATS = SFT_FORMATS + ("preference",)
+
+SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
+    "system": "system",
+}
+
+
+def detect_format(row: Any) -> str | None:
+    """The format of one row, or None when it matches none."""
+    if not isinstance(row, dict):
+        return None
+    if "messages" in row and isinstance(row["messages"], list):
+        return "messages"
+    if "conversations" in row and isinstance(row["conversations"], list):
+        return "sharegpt"
+    if "chosen" in row and "rejected" in row:
+        return "preference"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
+    if "text" in row and isinstance(row["text"], str):
+        return "text"
+    return None
+
+
+class ConversionError(ValueError):
+    """A row that cannot become messages; `field` says where (for example messages[2].role)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def _content(value: Any, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # OpenAI content parts: [{"type": "text", "text": ...}]
+        parts = []
+        for i, part in enumerate(value):
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                raise ConversionError("only text content parts are supported", f"{field}[{i}]")
+        return "".join(parts)
+    raise ConversionError(f"content must be text, found {type(value).__name__}", field)
+
+
+def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """Convert one row of an SFT format into canonical messages.
+
+    `system_prompt` is prepended when the row has no system message of its own.
+    Raises ConversionError (with the field path) when the row cannot be converted.
+    """
+    fmt = fmt or detect_format(row)
+    if fmt == "messages":
+        msgs = []
+        for i, m in enumerate(row["messages"]):
+            if not isinstance(m, dict):
+                raise ConversionError("each message must be an object", f"messages[{i}]")
+            role = m.get("role")
+            if role not in ("system", "user", "assistant"):
+                raise ConversionError(f"unknown role {role!r}", f"messages[{i}].role")
+            msgs.append({"role": role, "content": _content(m.get("content"), f"messages[{i}].content")})
+    elif fmt == "sharegpt":
+        msgs = []
+        for i, m in enumerate(row["conversations"]):
+            if not isinstance(m, dict):
+                raise ConversionError("each turn must be an object", f"conversations[{i}]")
+            who = m.get("from", m.get("role"))
+            role = SHAREGPT_ROLES.get(str(who).lower()) if who is not None else None
+            if role is None:
+                raise ConversionError(f"unknown speaker {who!r}", f"conversations[{i}].from")
+            msgs.append({"role": role, "content": _content(m.get("value", m.get("content")), f"conversations[{i}].value")})
+        if isinstance(row.get("system"), str) and row["system"].strip() and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": row["system"]})
+    elif fmt == "alpaca":
+        instruction = _content(row.get("instruction"), "instruction")
+        extra = row.get("input") or ""
+        user = instruction if not extra else f"{instruction}\n\n{_content(extra, 'input')}"
+        msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": _content(row.get("output"), "output")}]
+        if isinstance(row.get("system"), str) and row["system"].strip():
+            msgs.insert(0, {"role": "system", "content": row["system"]})
+    elif fmt == "prompt_completion":
+        prompt, completion = row.get("prompt"), row.get("completion")
+        if isinstance(prompt, list) and isinstance(completion, list):  # conversational prompt/completion
+            msgs = to_messages({"messages": prompt + completion}, "messages")
+        else:
+            msgs = [{"role": "user", "content": _content(prompt, "prompt")},
+                    {"role": "assistant", "content": _content(completion, "completion")}]
+    elif fmt == "text":
+        raise ConversionError("raw text rows have no conversation; train them as plain text", "text")
+    elif fmt == "preference":
+        raise ConversionError("preference pairs (prompt/chosen/rejected) are for DPO, not supervised fine-tuning", "chosen")
+    else:
+        raise ConversionError("row matches no known format (messages, conversations, instruction/output, prompt/completion, text)")
+    if system_prompt and not any(m["role"] == "system" for m in msgs):
+        msgs.insert(0, {"role": "system", "content": system_prompt})
+    return msgs

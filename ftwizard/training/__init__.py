@@ -1,0 +1,1 @@
+"""Training: the trainer process (heavy) and its launcher (light)."""
