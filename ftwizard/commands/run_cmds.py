@@ -1,0 +1,209 @@
+"""init, train, runs, monitor, stop, resume: the engine's headless face."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="write a commented default config (embedded model, sample data)")
+    p.add_argument("-o", "--output", default="ftwizard.yaml", help="where to write it (default ftwizard.yaml)")
+    p.add_argument("--train", help="training file (default: the bundled sample data)")
+    p.add_argument("--eval", help="held-out file")
+    p.add_argument("--method", choices=["full", "lora", "qlora"])
+    p.add_argument("--model", help="base model: 'embedded', a local folder, or a hub id")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("train", help="train from a config (foreground with progress, or --detach)")
+    p.add_argument("config", help="run config YAML (`ftwizard init` writes one)")
+    p.add_argument("--detach", action="store_true", help="run in the background; survives closing the terminal")
+    p.add_argument("--name", help="run name (default: method and time)")
+    p.add_argument("--runs-dir", help="override runs_dir")
+    p.add_argument("--max-steps", type=int, help="override training.max_steps (a pilot run)")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines (foreground) or the run as JSON")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("runs", help="list runs with state, step, loss and age")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_runs)
+
+    p = sub.add_parser("monitor", help="follow a run live (full screen; --plain for text lines)")
+    p.add_argument("run", help="run name or folder")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--plain", action="store_true", help="text lines until the run ends")
+    p.add_argument("--json", action="store_true", help="raw events as JSON lines until the run ends")
+    p.add_argument("--no-follow", action="store_true", help="print what is there and exit")
+    p.set_defaults(handler=cmd_monitor)
+
+    p = sub.add_parser("stop", help="stop a run gracefully (a checkpoint is saved)")
+    p.add_argument("run")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_stop)
+
+    p = sub.add_parser("resume", help="continue a stopped, failed or died run from its last checkpoint")
+    p.add_argument("run")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--detach", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_resume)
+
+
+def _runs_dir(args):
+    from pathlib import Path
+
+    from ftwizard.paths import default_runs_dir
+
+    return Path(args.runs_dir) if getattr(args, "runs_dir", None) else default_runs_dir()
+
+
+# ---- init -------------------------------------------------------------------
+def cmd_init(args) -> int:
+    from pathlib import Path
+
+    from ftwizard.config import EMBEDDED, commented_yaml, default_config
+    from ftwizard.errors import UserError
+    from ftwizard.fileio import atomic_write_text
+    from ftwizard.paths import sample_data_dir
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} already exists", fix="choose another -o path, or pass --force to replace it")
+    sample = sample_data_dir()
+    train = Path(args.train).resolve() if args.train else sample / "train.jsonl"
+    eval_file = Path(args.eval).resolve() if args.eval else (None if args.train else sample / "eval.jsonl")
+    cfg = default_config(train, eval_file)
+    if args.method or args.model:
+        cfg.model = cfg.model.model_copy(update={k: v for k, v in
+                                                  {"method": args.method, "base": args.model or EMBEDDED}.items() if v})
+    if not args.train:  # the sample task: short rows, a pilot-sized run that finishes on a CPU
+        cfg.data.max_length = 256
+        cfg.data.task_type = "extraction"
+        cfg.training.epochs = 1
+        cfg.training.eval_every = 10
+        cfg.training.save_every = 10
+    atomic_write_text(out, commented_yaml(cfg))
+    print(f"wrote {out}")
+    print(f"  check it:  ftwizard train {out} --max-steps 5     (a pilot run)")
+    print(f"  train it:  ftwizard train {out} --detach")
+    return 0
+
+
+# ---- train ------------------------------------------------------------------
+def _load_with_overrides(args):
+    from pathlib import Path
+
+    from ftwizard.config import load_config
+
+    cfg = load_config(args.config)
+    if args.name:
+        cfg = cfg.model_copy(update={"name": args.name})
+    if args.runs_dir:
+        cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir).resolve()})
+    if args.max_steps:
+        cfg.training.max_steps = args.max_steps
+    from ftwizard.config import RunConfig
+
+    return RunConfig.model_validate(cfg.to_dict())  # re-validate the overrides
+
+
+def cmd_train(args) -> int:
+    from ftwizard.training.launch import start_run
+
+    cfg = _load_with_overrides(args)
+    run, proc = start_run(cfg, detach=args.detach)
+    if args.detach:
+        if args.json:
+            import json
+
+            print(json.dumps({"run": run.name, "path": str(run.path), "pid": proc.pid}))
+        else:
+            print(f"started run {run.name} in the background (pid {proc.pid})")
+            print(f"  folder:  {run.path}")
+            print(f"  follow:  ftwizard monitor {run.path}")
+            print(f"  stop:    ftwizard stop {run.path}")
+        return 0
+    return follow(run, proc=proc, json_lines=args.json)
+
+
+def follow(run, proc=None, json_lines: bool = False, plain_progress: bool | None = None) -> int:
+    """Follow a run until it ends, printing progress; Ctrl-C asks for a graceful stop."""
+    from ftwizard.monitoring import follow_run
+
+    return follow_run(run, proc=proc, json_lines=json_lines)
+
+
+# ---- runs, monitor, stop, resume --------------------------------------------
+def cmd_runs(args) -> int:
+    from ftwizard.rundir import list_runs
+
+    runs = list_runs(_runs_dir(args))
+    if args.json:
+        import json
+
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return 0
+    if sys.stdout.isatty() and runs:
+        try:
+            from ftwizard.tui.app import run_picker
+        except ImportError:
+            run_picker = None
+        if run_picker is not None:
+            return int(run_picker(str(_runs_dir(args))) or 0)
+    from ftwizard.monitoring import print_runs_table
+
+    print_runs_table(runs, _runs_dir(args))
+    return 0
+
+
+def cmd_monitor(args) -> int:
+    from ftwizard.rundir import find_run
+
+    run = find_run(args.run, _runs_dir(args))
+    if args.plain or args.json or args.no_follow or not sys.stdout.isatty():
+        from ftwizard.monitoring import follow_run
+
+        return follow_run(run, json_lines=args.json, follow=not args.no_follow, stop_on_interrupt=False)
+    try:
+        from ftwizard.tui.app import run_monitor
+    except ImportError:
+        from ftwizard.monitoring import follow_run
+
+        return follow_run(run, stop_on_interrupt=False)
+    return int(run_monitor(str(run.path)) or 0)
+
+
+def cmd_stop(args) -> int:
+    from ftwizard.rundir import FINAL_STATES, find_run
+    from ftwizard.training.launch import request_stop
+
+    run = find_run(args.run, _runs_dir(args))
+    request_stop(run)
+    if args.wait:
+        while run.status().get("state") not in FINAL_STATES:
+            time.sleep(0.5)
+    st = run.status()
+    if args.json:
+        import json
+
+        print(json.dumps({"run": run.name, "state": st.get("state"), "step": st.get("step")}))
+    else:
+        print(f"asked run {run.name} to stop (state now: {st.get('state')}); it saves a checkpoint first")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from ftwizard.rundir import find_run
+    from ftwizard.training.launch import resume_run
+
+    run = find_run(args.run, _runs_dir(args))
+    proc = resume_run(run, detach=args.detach)
+    if args.detach:
+        print(f"resumed run {run.name} in the background (pid {proc.pid}); follow: ftwizard monitor {run.path}")
+        return 0
+    return follow(run, proc=proc, json_lines=args.json)

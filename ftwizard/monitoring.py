@@ -1,0 +1,149 @@
+"""Text-mode following of a run (`ftwizard train` in the foreground, `monitor --plain`)
+and the `runs` table. Reads only the run folder, like every other viewer."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ftwizard.rundir import FINAL_STATES, EventReader, RunDir, RunSummary
+
+POLL_S = 0.25
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def fmt_age(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    d = time.time() - ts
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= n:
+            return f"{int(d // n)}{unit} ago"
+    return f"{int(d)}s ago"
+
+
+def describe_event(e: dict[str, Any], max_steps: int | None = None) -> str | None:
+    """One human line for an event (None for events not worth a line)."""
+    kind = e.get("kind")
+    if kind == "train":
+        total = f"/{max_steps}" if max_steps else ""
+        parts = [f"step {e.get('step')}{total}", f"epoch {e.get('epoch', 0):.2f}", f"loss {e.get('loss', float('nan')):.4f}"]
+        if e.get("learning_rate") is not None:
+            parts.append(f"lr {e['learning_rate']:.2e}")
+        if e.get("grad_norm") is not None:
+            parts.append(f"grad {e['grad_norm']:.3f}")
+        if e.get("tokens_per_second"):
+            parts.append(f"{e['tokens_per_second']:,.0f} tok/s")
+        if e.get("memory_gb") is not None:
+            parts.append(f"mem {e['memory_gb']:.2f} GB")
+        if e.get("eta_s") is not None:
+            parts.append(f"eta {fmt_duration(e['eta_s'])}")
+        return "  ".join(parts)
+    if kind == "eval":
+        return f"eval  step {e.get('step')}  eval_loss {e.get('eval_loss', float('nan')):.4f}"
+    ev = e.get("event")
+    messages = {
+        "loading_model": lambda: f"loading {e.get('base')} ({e.get('method')}, {e.get('device')}, {e.get('precision')})",
+        "data": lambda: f"data: {e.get('train_rows')} training rows ({e.get('train_tokens'):,} tokens), "
+                        f"{e.get('eval_rows')} held-out; {e.get('trainable_params'):,} of {e.get('total_params'):,} parameters trained",
+        "resumed": lambda: f"resuming from {Path(str(e.get('from_checkpoint'))).name} (step {e.get('step')})",
+        "checkpoint": lambda: f"checkpoint saved at step {e.get('step')}",
+        "stopping": lambda: f"stopping at step {e.get('step')} ({e.get('reason')}): saving a checkpoint",
+        "nan": lambda: f"loss is not finite at step {e.get('step')}: stopping",
+        "saved": lambda: f"saved {e.get('path')}",
+        "failed": lambda: f"FAILED: {e.get('message')}",
+    }
+    fn = messages.get(ev)
+    return fn() if fn else None
+
+
+def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = True,
+               stop_on_interrupt: bool = True, out=None) -> int:
+    """Print a run's events until it reaches a final state; the exit code reflects it."""
+    import orjson
+
+    out = out or sys.stdout
+    reader = EventReader(run.events)
+    max_steps = None
+    interrupted = False
+    while True:
+        try:
+            for e in reader.read_new():
+                if e.get("max_steps"):
+                    max_steps = e["max_steps"]
+                if json_lines:
+                    out.write(orjson.dumps(e).decode() + "\n")
+                else:
+                    line = describe_event(e, max_steps)
+                    if line:
+                        out.write(line + "\n")
+            out.flush()
+            st = run.status()
+            if proc is not None and proc.poll() is not None and st.get("state") not in FINAL_STATES:
+                time.sleep(0.2)  # the status write races the exit; look once more
+                st = run.status()
+            if st.get("state") in FINAL_STATES or not follow:
+                if follow:
+                    for e in reader.read_new():
+                        line = orjson.dumps(e).decode() if json_lines else describe_event(e, max_steps)
+                        if line:
+                            out.write(line + "\n")
+                return _final(run, st, json_lines, out, follow)
+            time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            if not stop_on_interrupt or interrupted:
+                print(f"\nleft run {run.name} running; follow it with `ftwizard monitor {run.path}`", file=sys.stderr)
+                return 130
+            interrupted = True
+            from ftwizard.training.launch import request_stop
+
+            try:
+                request_stop(run)
+            except Exception:
+                pass
+            print("\nstopping gracefully (saving a checkpoint); Ctrl-C again leaves it running", file=sys.stderr)
+
+
+def _final(run: RunDir, st: dict[str, Any], json_lines: bool, out, follow: bool) -> int:
+    state = st.get("state")
+    if not json_lines and follow:
+        msg = f"run {run.name}: {state}"
+        if st.get("message"):
+            msg += f": {st['message']}"
+        if state == "completed" and st.get("output"):
+            msg += f"\n  result: {st['output']}"
+        if state == "stopped":
+            msg += f"\n  continue with: ftwizard resume {run.path}"
+        out.write(msg + "\n")
+        out.flush()
+    return 0 if state in ("completed", "stopped", "running", "starting", "stopping") else 1
+
+
+def print_runs_table(runs: list[RunSummary], runs_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not runs:
+        console.print(f"no runs in {Path(runs_dir).resolve()}; start one with `ftwizard train CONFIG`")
+        return
+    colours = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "died": "red"}
+    t = Table(title=f"runs in {Path(runs_dir).resolve()}", title_justify="left")
+    for col in ("run", "state", "step", "loss", "eval loss", "started"):
+        t.add_column(col, justify="right" if col in ("step", "loss", "eval loss") else "left")
+    for r in runs:
+        step = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or 0)
+        t.add_row(r.name, f"[{colours.get(r.state, 'white')}]{r.state}[/]", step,
+                  f"{r.loss:.4f}" if r.loss is not None else "-",
+                  f"{r.eval_loss:.4f}" if r.eval_loss is not None else "-", fmt_age(r.started_at))
+    console.print(t)

@@ -1,0 +1,115 @@
+"""The trainer's voice: a TrainerCallback that writes events and status, and obeys stop.
+
+Metrics leave through `on_log` (TRL's pattern), so reading them costs no extra device
+sync. Stop requests (SIGTERM/SIGINT or a STOP file, which also works across machines
+on a shared disk) are checked at each step end; the Trainer then saves a checkpoint
+at that exact step and returns, so resume continues from where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ftwizard.rundir import EventWriter, RunDir
+
+STATUS_EVERY_S = 2.0
+
+
+def process_memory_gb() -> float:
+    """CUDA peak allocated on GPU (what OOMs), else the process RSS."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            return torch.cuda.max_memory_allocated() / 2**30
+    except Exception:
+        pass
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**30
+
+
+class RunEvents(TrainerCallback):
+    def __init__(self, run: RunDir, writer: EventWriter, stop_flag: dict[str, Any]):
+        self.run = run
+        self.writer = writer
+        self.stop_flag = stop_flag  # {"requested": bool, "reason": str}; set by signal handlers
+        self.nan_step: int | None = None
+        self._t0 = time.time()
+        self._first_step = 0
+        self._last_tokens: float | None = None
+        self._last_time = time.time()
+        self._last_status = 0.0
+
+    # ---- lifecycle ---------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kw):
+        self._t0 = time.time()
+        self._last_time = self._t0
+        self._first_step = state.global_step
+        self.run.write_status(state="running", step=state.global_step, max_steps=state.max_steps)
+        self.writer.write("system", event="train_begin", step=state.global_step, max_steps=state.max_steps,
+                          epochs=args.num_train_epochs)
+
+    def on_step_end(self, args, state, control, **kw):
+        if not self.stop_flag.get("requested") and self.run.stop_file.exists():
+            self.stop_flag.update(requested=True, reason="STOP file")
+        if self.stop_flag.get("requested") and not control.should_training_stop:
+            control.should_training_stop = True
+            control.should_save = True  # checkpoint at this very step, so resume is exact
+            self.run.write_status(state="stopping", step=state.global_step)
+            self.writer.write("system", event="stopping", step=state.global_step, reason=self.stop_flag.get("reason"))
+        return control
+
+    # ---- metrics -----------------------------------------------------------
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = dict(logs or {})
+        now = time.time()
+        step = state.global_step
+        elapsed = now - self._t0
+        done = step - self._first_step
+        eta = (state.max_steps - step) * elapsed / done if done > 0 and state.max_steps else None
+        common = {"step": step, "epoch": round(state.epoch or 0.0, 4), "elapsed_s": round(elapsed, 3),
+                  "memory_gb": round(process_memory_gb(), 3)}
+        if "eval_loss" in logs:
+            self.writer.write("eval", eval_loss=logs["eval_loss"],
+                              eval_tokens_per_second=logs.get("eval_samples_per_second"), **common)
+        elif "loss" in logs:
+            tokens = logs.get("num_tokens")
+            tps = None
+            if isinstance(tokens, (int, float)):
+                if self._last_tokens is not None and tokens >= self._last_tokens and now > self._last_time:
+                    tps = (tokens - self._last_tokens) / (now - self._last_time)
+                self._last_tokens = tokens
+            self._last_time = now
+            loss = logs["loss"]
+            grad = logs.get("grad_norm")
+            self.writer.write("train", loss=loss, learning_rate=logs.get("learning_rate"), grad_norm=grad,
+                              tokens_per_second=round(tps, 2) if tps else None, tokens=tokens,
+                              eta_s=round(eta, 1) if eta is not None else None, **common)
+            if not _finite(loss) or (grad is not None and not _finite(grad)):
+                self.nan_step = step
+                control.should_training_stop = True
+                self.writer.write("system", event="nan", step=step, loss=loss, grad_norm=grad)
+        elif "train_runtime" in logs:
+            summary = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k not in common}
+            self.writer.write("system", event="train_end", **summary, **common)
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self.run.write_status(step=step, max_steps=state.max_steps, eta_s=eta)
+        return control
+
+    def on_save(self, args, state, control, **kw):
+        self.writer.write("system", event="checkpoint", step=state.global_step,
+                          path=os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return True

@@ -1,0 +1,109 @@
+"""Start, stop and resume trainer processes. Light: the CLI and the TUI import this.
+
+A run is a folder plus a trainer process that writes it. `start_run` creates the
+folder (never reusing one: nothing is overwritten), saves the resolved config and
+spawns `python -m ftwizard.training.worker`. Detached runs get their own session
+(`start_new_session`), so closing the terminal or losing SSH does not reach them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ftwizard.config import RunConfig, load_config
+from ftwizard.errors import UserError
+from ftwizard.rundir import ACTIVE_STATES, RunDir
+
+
+def new_run_dir(cfg: RunConfig) -> RunDir:
+    runs_dir = Path(cfg.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.name:
+        path = runs_dir / cfg.name
+        if path.exists():
+            raise UserError(f"run folder {path} already exists (runs are never overwritten)",
+                            fix=f"choose another name (--name), or `ftwizard resume {cfg.name}` to continue it")
+        path.mkdir()
+        return RunDir(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        path = runs_dir / (f"{cfg.model.method}-{stamp}" + (f"-{i + 1}" if i else ""))
+        try:
+            path.mkdir()
+            return RunDir(path)
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a run folder in {runs_dir}")
+
+
+def _spawn(run: RunDir, resume: bool, detach: bool) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ftwizard.training.worker", str(run.path)] + (["--resume"] if resume else [])
+    log = open(run.log, "ab")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=detach, close_fds=True, cwd=str(run.path))
+    finally:
+        log.close()
+
+
+def wait_started(run: RunDir, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until the trainer has claimed the run (status has its pid), or report why it did not."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = run.read_status()
+        if st.get("pid") == proc.pid:
+            return
+        if proc.poll() is not None:
+            tail = run.log.read_text(errors="replace").strip().splitlines()[-3:] if run.log.exists() else []
+            raise UserError("the trainer exited before starting: " + (" | ".join(tail) or f"exit code {proc.returncode}"),
+                            where=str(run.log))
+        time.sleep(0.05)
+
+
+def start_run(cfg: RunConfig, detach: bool = True) -> tuple[RunDir, subprocess.Popen]:
+    run = new_run_dir(cfg)
+    cfg = cfg.model_copy(update={"name": run.name, "runs_dir": run.path.parent.resolve()})
+    cfg.save(run.config)
+    run.write_status(state="starting", pid=None, started_at=time.time(), step=0, log=str(run.log))
+    proc = _spawn(run, resume=False, detach=detach)
+    wait_started(run, proc)
+    return run, proc
+
+
+def resume_run(run: RunDir, detach: bool = True) -> subprocess.Popen:
+    st = run.status()
+    state = st.get("state")
+    if state in ACTIVE_STATES:
+        raise UserError(f"run {run.name} is still {state} (pid {st.get('pid')})",
+                        fix=f"follow it with `ftwizard monitor {run.name}`")
+    if state == "completed":
+        raise UserError(f"run {run.name} has completed; there is nothing to resume",
+                        fix="start a new run (for more epochs, raise training.epochs in a copy of its config)")
+    ckpt = run.last_checkpoint()
+    if ckpt is None:
+        raise UserError(f"run {run.name} has no checkpoint to resume from", where=str(run.checkpoints),
+                        fix="start it again with `ftwizard train` (set training.save_every to keep checkpoints)")
+    load_config(run.config)  # fail here, clearly, rather than in the background
+    proc = _spawn(run, resume=True, detach=detach)
+    wait_started(run, proc)
+    return proc
+
+
+def request_stop(run: RunDir) -> str:
+    """Ask the trainer to stop gracefully: a checkpoint is saved at the current step."""
+    st = run.status()
+    state = st.get("state")
+    if state not in ACTIVE_STATES:
+        raise UserError(f"run {run.name} is not running (state: {state})")
+    run.stop_file.write_text(f"{time.time()}\n")
+    try:
+        os.kill(int(st["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, KeyError, TypeError, ValueError, PermissionError):
+        pass  # another host or gone: the STOP file still does it
+    return state

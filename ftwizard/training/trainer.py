@@ -1,0 +1,215 @@
+"""Build and run TRL's SFTTrainer from a RunConfig, inside the trainer process.
+
+Heavy by nature (torch, transformers, peft, trl): only the trainer process imports it.
+Choices, and why:
+- GPU precision `auto`: bf16 where the GPU supports it, else fp16; CPU trains in fp32.
+- full: weights in fp32 with autocast (mixed precision keeps fp32 masters; pure bf16
+  weights lose small updates). LoRA: frozen base in the compute dtype, adapters fp32.
+  QLoRA: NF4 with double quantisation, compute in the compute dtype (fp32 on CPU).
+- The data is tokenised by `dataset.encode_file` (assistant-only masks from the model's
+  own chat template), so TRL receives `input_ids` + `assistant_masks`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftwizard.config import RunConfig
+from ftwizard.errors import UserError
+from ftwizard.rundir import EventWriter, RunDir
+
+
+@dataclass
+class Precision:
+    device: str        # "cuda" or "cpu"
+    bf16: bool
+    fp16: bool
+
+    @property
+    def compute_dtype(self):
+        import torch
+
+        return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+def choose_precision(cfg: RunConfig) -> Precision:
+    import torch
+
+    want, dev = cfg.training.precision, cfg.training.device
+    cuda = torch.cuda.is_available() and dev != "cpu"
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise UserError("training.device is cuda but no CUDA GPU is visible", where="training.device",
+                        fix="set training.device: auto (or cpu), or check `ftwizard gpus`")
+    if not cuda:
+        if want in ("bf16", "fp16"):
+            raise UserError(f"precision {want} needs a GPU; this run is on the CPU", where="training.precision",
+                            fix="set training.precision: auto (fp32 on CPU)")
+        return Precision("cpu", False, False)
+    bf16_ok = torch.cuda.is_bf16_supported()
+    if want == "bf16" and not bf16_ok:
+        raise UserError("this GPU cannot do bf16 (compute capability below 8.0)", where="training.precision",
+                        fix="set training.precision: fp16 (or auto)")
+    if want == "auto":
+        return Precision("cuda", bf16_ok, not bf16_ok)
+    return Precision("cuda", want == "bf16", want == "fp16")
+
+
+def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if tok.chat_template is None:
+        raise UserError(f"the base model {cfg.model.base} has no chat template, so chat data cannot be formatted",
+                        where="model.base", fix="use an instruct/chat model, or train plain `text` rows")
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
+    method = cfg.model.method
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=prec.compute_dtype, bnb_4bit_quant_storage=prec.compute_dtype,
+        )
+        kwargs["dtype"] = prec.compute_dtype
+    elif method == "lora":
+        kwargs["dtype"] = prec.compute_dtype
+    else:
+        kwargs["dtype"] = torch.float32
+    if prec.device == "cuda":
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    if method in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if method == "qlora":
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=cfg.training.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        lcfg = cfg.lora
+        model = get_peft_model(model, LoraConfig(
+            r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
+            bias="none", task_type="CAUSAL_LM",
+        ))
+    return model, tok
+
+
+def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool):
+    from trl import SFTConfig
+
+    t = cfg.training
+    eval_every = t.eval_every if has_eval else 0
+    return SFTConfig(
+        output_dir=str(run.checkpoints),
+        max_length=cfg.data.max_length,
+        packing=cfg.data.packing,
+        assistant_only_loss=False,  # our own masks (assistant_masks column) already do this
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        bf16=prec.bf16,
+        fp16=prec.fp16,
+        use_cpu=prec.device == "cpu",
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_strategy="steps",
+        logging_steps=t.log_every,
+        logging_nan_inf_filter=False,  # a NaN must reach our watchdog, not be averaged away
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every or None,
+        save_strategy="steps" if t.save_every else "no",
+        save_steps=t.save_every or 500,
+        save_total_limit=t.save_total_limit,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        dataset_num_proc=None,
+    )
+
+
+def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, resume_from: Path | None, log=print) -> str:
+    """Train; returns the final state (completed, stopped). Raises on failure."""
+    from datasets import Dataset
+
+    from ftwizard.models.resolve import resolve_base
+    from ftwizard.training.callbacks import RunEvents
+    from ftwizard.training.dataset import encode_file
+
+    prec = choose_precision(cfg)
+    base_path = resolve_base(cfg.model.base, log=log)
+    writer.write("system", event="loading_model", base=cfg.model.base, path=base_path, method=cfg.model.method,
+                 device=prec.device, precision=prec.name)
+    model, tok = load_model_and_tokenizer(cfg, base_path, prec)
+    if hasattr(model, "get_nb_trainable_parameters"):
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    enc = dict(tokenizer=tok, fmt=cfg.data.format, system_prompt=cfg.data.system_prompt,
+               assistant_only=cfg.data.assistant_only_loss)
+    train_rows = encode_file(cfg.data.train, **enc)
+    eval_rows = encode_file(cfg.data.eval, **enc) if cfg.data.eval else None
+    train_ds = Dataset.from_list(train_rows)
+    eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
+    writer.write("system", event="data", train_rows=len(train_rows), eval_rows=len(eval_rows or []),
+                 train_tokens=sum(len(r["input_ids"]) for r in train_rows),
+                 trainable_params=trainable, total_params=total)
+
+    from trl import SFTTrainer
+
+    callback = RunEvents(run, writer, stop_flag)
+    trainer = SFTTrainer(
+        model=model, args=build_sft_config(cfg, run, prec, eval_ds is not None),
+        train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[callback],
+    )
+    if resume_from is not None:
+        writer.write("system", event="resumed", from_checkpoint=str(resume_from),
+                     step=int(resume_from.name.split("-")[-1]))
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    step = trainer.state.global_step
+    if callback.nan_step is not None:
+        raise NonFiniteLoss(callback.nan_step, cfg.training.learning_rate, prec.name)
+    if stop_flag.get("requested"):
+        run.write_status(step=step)
+        return "stopped"
+    if eval_ds is not None and (not cfg.training.eval_every or step % cfg.training.eval_every):
+        trainer.evaluate()  # always end with an eval point, so the last row has eval_loss
+    out = run.adapter if cfg.model.method in ("lora", "qlora") else run.model
+    trainer.save_model(str(out))
+    tok.save_pretrained(str(out))
+    writer.write("system", event="saved", path=str(out), step=step)
+    run.write_status(step=step, output=str(out))
+    return "completed"
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, step: int, lr: float, precision: str):
+        hint = (f"lower training.learning_rate (now {lr:g}) by 2-10x; check the data for empty or huge rows "
+                f"(`ftwizard lint`)")
+        if precision == "fp16":
+            hint += "; fp16 overflows easily: use bf16 on a GPU that has it"
+        super().__init__(f"the loss became NaN or infinite at step {step}; {hint}")
+        self.step = step

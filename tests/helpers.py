@@ -1,0 +1,45 @@
+"""Test helpers: tiny data sets and configs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "blood": "red",
+           "banana": "yellow", "orange": "orange", "violet": "purple"}
+
+
+def tiny_chat_rows(n: int = 16) -> list[dict]:
+    items = list(COLOURS.items())
+    rows = []
+    for i in range(n):
+        thing, colour = items[i % len(items)]
+        rows.append({"messages": [
+            {"role": "system", "content": "Answer with one word."},
+            {"role": "user", "content": f"What colour is {thing}?"},
+            {"role": "assistant", "content": colour},
+        ]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def tiny_config(tmp_path: Path, method: str = "lora", **training) -> Path:
+    """A config that trains the embedded model for a few steps on 16 short rows."""
+    import yaml
+
+    train = write_jsonl(tmp_path / "train.jsonl", tiny_chat_rows(16))
+    held_out = write_jsonl(tmp_path / "eval.jsonl", tiny_chat_rows(4))
+    t = {"learning_rate": 1e-3 if method != "full" else 1e-4, "max_steps": 4, "batch_size": 4,
+         "gradient_accumulation": 1, "warmup_ratio": 0.0, "scheduler": "constant", "eval_every": 0,
+         "save_every": 2, "seed": 7, "log_every": 1}
+    t.update(training)
+    cfg = {"runs_dir": str(tmp_path / "runs"), "model": {"base": "embedded", "method": method},
+           "data": {"train": str(train), "eval": str(held_out), "max_length": 64},
+           "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "training": t}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
