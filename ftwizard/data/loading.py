@@ -1,0 +1,342 @@
+"""Read a data file as a stream of records, keeping the problems a parser would hide.
+
+Lint needs more than a loader gives: the 1-based line of a JSONL row, the column of a
+JSON syntax error, the byte offset of bytes that are not UTF-8, a BOM. So JSONL is read
+line by line in binary (bounded memory, exact positions) and parsed with orjson; CSV goes
+through the standard library's csv reader fed by the same byte-level line decoder (pyarrow's
+CSV reader stops at the first bad byte without saying where); Parquet streams record batches
+through pyarrow. A JSON file (an array, or an object holding one) must be parsed whole;
+it is the one format that is not streamed (convert large ones to JSONL).
+
+Row numbers: the 1-based line for JSONL, the 1-based record index otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ftwizard.errors import UserError
+
+BOM = b"\xef\xbb\xbf"
+KINDS = ("jsonl", "json", "csv", "parquet")
+_EXTENSIONS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
+    ".parquet": "parquet", ".pq": "parquet",
+}
+# CSV cells in these columns that hold JSON (a list of turns) are decoded.
+_JSON_COLUMNS = {"messages", "conversations", "chosen", "rejected", "prompt", "completion"}
+SNIPPET = 80
+
+
+@dataclass(slots=True)
+class Problem:
+    """A problem found below the row level (syntax, encoding): rule id, message, details."""
+
+    rule: str
+    message: str
+    field: str | None = None
+    snippet: str | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    """One row of the file. `value` is None when the row could not be parsed at all."""
+
+    row: int
+    value: Any
+    problems: list[Problem] = field(default_factory=list)
+    raw: bytes | None = None  # the exact JSONL line (without the newline), for lossless copies
+
+    @property
+    def parsed(self) -> bool:
+        return self.value is not None or not any(p.rule == "json.invalid" for p in self.problems)
+
+
+def file_kind(path: Path) -> str:
+    """jsonl, json, csv or parquet, from the file name (a .json holding JSON lines is handled later)."""
+    kind = _EXTENSIONS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise UserError(
+            f"unsupported file type {Path(path).suffix or '(no extension)'!r}",
+            where=str(path),
+            fix="use JSONL (.jsonl), JSON (.json), CSV (.csv) or Parquet (.parquet)",
+        )
+    return kind
+
+
+def check_readable(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise UserError("file not found", where=str(path), fix="check the path")
+    if path.is_dir():
+        raise UserError("this is a folder, not a data file", where=str(path), fix="pass a .jsonl, .json, .csv or .parquet file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise UserError(f"cannot read the file: {e.strerror}", where=str(path), fix="check its permissions") from None
+    return path
+
+
+def iter_records(path: Path, kind: str | None = None) -> Iterator[Record]:
+    """Every row of the file, in order, with its row number and raw-level problems."""
+    path = check_readable(path)
+    kind = kind or file_kind(path)
+    if kind == "jsonl":
+        yield from _iter_jsonl(path)
+    elif kind == "json":
+        yield from _iter_json(path)
+    elif kind == "csv":
+        yield from _iter_csv(path)
+    elif kind == "parquet":
+        yield from _iter_parquet(path)
+    else:
+        raise UserError(f"unknown file kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
+
+
+def snippet(text: str | bytes, center: int | None = None, width: int = SNIPPET) -> str:
+    """A short, single-line excerpt, centred on `center` when given."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    start = 0 if center is None else max(0, center - width // 2)
+    out = text[start:start + width]
+    out = out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", " ")
+    return ("..." if start > 0 else "") + out + ("..." if start + width < len(text) else "")
+
+
+def _decode_line(line: bytes, offset: int, lineno: int) -> tuple[str, Problem | None]:
+    try:
+        return line.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        bad = line[e.start:e.start + 4]
+        return line.decode("utf-8", "replace"), Problem(
+            "encoding.invalid_utf8",
+            f"bytes that are not UTF-8 at byte offset {offset + e.start} (line {lineno}, byte {e.start + 1} of the line): "
+            f"{bad.hex(' ')}",
+            snippet=snippet(line.decode("utf-8", "replace"), e.start),
+        )
+
+
+def _iter_jsonl(path: Path) -> Iterator[Record]:
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            start = offset
+            offset += len(line)
+            line = line.rstrip(b"\r\n")
+            problems: list[Problem] = []
+            if lineno == 1 and line.startswith(BOM):
+                problems.append(Problem(
+                    "encoding.bom",
+                    "the file starts with a UTF-8 byte order mark (BOM); many JSON readers reject it",
+                ))
+                line = line[len(BOM):]
+                start += len(BOM)
+            if not line.strip():
+                continue  # blank lines are harmless in JSONL; readers skip them
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                text, enc = _decode_line(line, start, lineno)
+                if enc is not None:
+                    problems.append(enc)
+                value = _parse_text(text, lineno, problems, line)
+            yield Record(lineno, value, problems, raw=line)
+
+
+def _parse_text(text: str, lineno: int, problems: list[Problem], raw: bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        col = e.pos + 1
+        msg = e.msg
+        hint_line = text.strip()
+        if hint_line in ("[", "]", "{", "}") or hint_line.endswith(",") and lineno == 1 and hint_line.startswith("["):
+            msg += "; this looks like a JSON array or pretty-printed JSON saved as .jsonl"
+        problems.append(Problem(
+            "json.invalid", f"not valid JSON at line {lineno}, column {col}: {msg}", snippet=snippet(text, e.pos),
+        ))
+        return None
+
+
+def _iter_json(path: Path) -> Iterator[Record]:
+    data = path.read_bytes()
+    problems: list[Problem] = []
+    if data.startswith(BOM):
+        problems.append(Problem("encoding.bom", "the file starts with a UTF-8 byte order mark (BOM); many JSON readers reject it"))
+        data = data[len(BOM):]
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        # Many .json files are really JSON lines; read them as such when the first line is a whole object.
+        first = data.split(b"\n", 1)[0].strip()
+        if first.startswith(b"{") and _loads_ok(first):
+            yield from _iter_jsonl(path)
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as u:
+            line = data.count(b"\n", 0, u.start) + 1
+            yield Record(1, None, problems + [Problem(
+                "encoding.invalid_utf8",
+                f"bytes that are not UTF-8 at byte offset {u.start} (line {line}): {data[u.start:u.start + 4].hex(' ')}",
+                snippet=snippet(data[max(0, u.start - 40):u.start + 40]),
+            )])
+            text = data.decode("utf-8", "replace")
+        try:
+            import json
+
+            json.loads(text)
+            line, col, msg, pos = 1, 1, e.msg, e.pos
+        except json.JSONDecodeError as j:
+            line, col, msg, pos = j.lineno, j.colno, j.msg, j.pos
+        yield Record(1, None, problems + [Problem(
+            "json.invalid", f"not valid JSON at line {line}, column {col}: {msg}", snippet=snippet(text, pos),
+        )])
+        return
+    rows = _rows_of(value, path)
+    for i, row in enumerate(rows, start=1):
+        yield Record(i, row, problems if i == 1 else [])
+
+
+def _loads_ok(b: bytes) -> bool:
+    try:
+        orjson.loads(b)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _rows_of(value: Any, path: Path) -> list:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        from ftwizard.data.formats import detect_format
+
+        if detect_format(value) is not None:
+            return [value]  # a single example
+        lists = [k for k, v in value.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:5])]
+        if len(lists) == 1:
+            return value[lists[0]]
+        if len(lists) > 1:
+            for key in ("data", "train", "rows", "examples", "records"):
+                if key in lists:
+                    return value[key]
+        raise UserError(
+            "the JSON object holds no list of rows" if not lists else f"the JSON object holds several lists of rows: {', '.join(lists)}",
+            where=str(path),
+            fix="save the rows as a JSON array, or as JSONL (one object a line)",
+        )
+    raise UserError(
+        f"the JSON file holds a {type(value).__name__}, not a list of rows", where=str(path),
+        fix="save the rows as a JSON array, or as JSONL (one object a line)",
+    )
+
+
+class _LineDecoder:
+    """Feeds the csv reader decoded lines while noting encoding problems and BOMs."""
+
+    def __init__(self, f: io.BufferedReader):
+        self.f = f
+        self.offset = 0
+        self.lineno = 0
+        self.pending: list[Problem] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline()
+        if not line:
+            raise StopIteration
+        start = self.offset
+        self.offset += len(line)
+        self.lineno += 1
+        if self.lineno == 1 and line.startswith(BOM):
+            self.pending.append(Problem("encoding.bom", "the file starts with a UTF-8 byte order mark (BOM); many readers reject it"))
+            line = line[len(BOM):]
+            start += len(BOM)
+        text, problem = _decode_line(line, start, self.lineno)
+        if problem is not None:
+            self.pending.append(problem)
+        return text
+
+
+def _iter_csv(path: Path) -> Iterator[Record]:
+    csv.field_size_limit(1 << 30)
+    with open(path, "rb") as f:
+        lines = _LineDecoder(f)
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        reader = csv.reader(lines, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise UserError(f"not a readable CSV file: {e}", where=f"{path}, line {lines.lineno}") from None
+        header_problems = lines.pending
+        lines.pending = []
+        index = 0
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                index += 1
+                yield Record(index, None, [Problem("json.invalid", f"not valid CSV at line {lines.lineno}: {e}")])
+                continue
+            if not cells:
+                continue
+            index += 1
+            problems = header_problems + lines.pending
+            header_problems, lines.pending = [], []
+            if len(cells) != len(header):
+                problems.append(Problem(
+                    "csv.columns",
+                    f"{len(cells)} cells where the header has {len(header)} columns (line {lines.lineno})",
+                ))
+            row: dict[str, Any] = {}
+            for name, cell in zip(header, cells):
+                row[name] = _csv_cell(name, cell)
+            yield Record(index, row, problems)
+
+
+def _csv_cell(name: str, cell: str) -> Any:
+    if name in _JSON_COLUMNS and cell[:1] in ("[", "{"):
+        try:
+            return orjson.loads(cell)
+        except orjson.JSONDecodeError:
+            return cell
+    return cell
+
+
+def _iter_parquet(path: Path) -> Iterator[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UserError(f"not a readable Parquet file: {e}", where=str(path), fix="check that the file is complete") from None
+    index = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            index += 1
+            yield Record(index, _drop_nulls(row))
+
+
+def _drop_nulls(value: Any) -> Any:
+    """Parquet structs carry every field of the schema; a field a row lacks comes back as None."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value

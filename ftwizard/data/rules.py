@@ -1,0 +1,71 @@
+"""The lint rules: stable ids, default severity, a title and a fix hint.
+
+The ids are part of the JSON report's contract (scripts and the wizard filter on them),
+so a rule may be added but never renamed. `ftwizard lint --rules` lists this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+SEVERITIES = (ERROR, WARNING, INFO)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    title: str
+    hint: str
+
+
+_RULES = [
+    # reading the file
+    Rule("file.empty", ERROR, "the file has no rows", "add examples; a fine-tune needs at least a few hundred (guidance)"),
+    Rule("json.invalid", ERROR, "not valid JSON", "fix the syntax at the column shown, or drop the row with `ftwizard data fix --drop-invalid`"),
+    Rule("row.not_object", ERROR, "row is not a JSON object", "each line must be one object such as {\"messages\": [...]}"),
+    Rule("csv.columns", ERROR, "CSV row has the wrong number of cells", "quote cells that contain commas or newlines"),
+    Rule("encoding.invalid_utf8", ERROR, "bytes that are not UTF-8", "re-save the file as UTF-8; `ftwizard data fix` replaces the bad bytes with U+FFFD"),
+    Rule("encoding.bom", WARNING, "UTF-8 byte order mark", "re-save without BOM; `ftwizard data fix` writes the file without it"),
+    # format and structure
+    Rule("format.unknown", ERROR, "row matches no known format", "use messages, conversations (ShareGPT), instruction/output (Alpaca), prompt/completion or text"),
+    Rule("format.mixed", ERROR, "row of a different format than the file", "use one format per file; `ftwizard data fix --to messages` converts every row"),
+    Rule("format.preference", ERROR, "preference pairs are not for supervised fine-tuning", "train them with DPO, or keep only prompt + chosen as prompt/completion"),
+    Rule("format.text", INFO, "raw text rows", "text rows train as plain language modelling, without the chat template or assistant-only loss"),
+    Rule("keys.missing", ERROR, "a required key is missing", "add the key, or rename the key shown to the one the format expects"),
+    Rule("keys.unknown", INFO, "key ignored by training", "extra keys are harmless; they are not trained on"),
+    Rule("roles.unknown", ERROR, "unknown role", "use the roles system, user and assistant"),
+    Rule("roles.order", ERROR, "bad role order", "system only first, then user and assistant alternating, ending with assistant"),
+    Rule("content.empty", ERROR, "empty or whitespace-only content", "write the missing text, or drop the row with --drop-invalid"),
+    Rule("content.not_string", ERROR, "content is not text", "content must be a string (or a list of text parts)"),
+    Rule("content.special_token", WARNING, "text contains a special token of the tokenizer", "remove control tokens such as <|im_end|> from the text; the template adds them"),
+    # tokens and template
+    Rule("length.over_max", WARNING, "longer than the max length", "raise data.max_length, shorten the row, or drop it; the end (often the answer) is cut off"),
+    Rule("template.no_eos", ERROR, "assistant turn does not end with the end-of-turn token", "use a chat template that closes assistant turns with the eos token, or the model may never stop talking"),
+    Rule("template.error", ERROR, "the chat template cannot render the row", "check the roles; some templates reject a system message or a missing user turn"),
+    Rule("tokens.skipped", INFO, "token counts skipped", "pass --model to count tokens exactly with the base model's tokenizer"),
+    # duplicates and leakage
+    Rule("dup.exact", WARNING, "exact duplicate", "remove duplicates with `ftwizard data fix --dedup exact`"),
+    Rule("dup.near", WARNING, "near-duplicate", "review them; `ftwizard data fix --dedup` keeps the first of each group"),
+    Rule("eval.overlap", WARNING, "eval row overlaps the training data", "remove the overlapping rows from one side; a leaked eval set overstates quality"),
+    # personal data and secrets
+    Rule("pii.email", WARNING, "e-mail address", "redact with `ftwizard data fix --redact-pii`"),
+    Rule("pii.phone", WARNING, "phone number", "redact with `ftwizard data fix --redact-pii`"),
+    Rule("pii.credit_card", WARNING, "credit card number", "redact with `ftwizard data fix --redact-pii`"),
+    Rule("pii.iban", WARNING, "IBAN", "redact with `ftwizard data fix --redact-pii`"),
+    Rule("pii.ssn", WARNING, "US social security number", "redact with `ftwizard data fix --redact-pii`"),
+    Rule("pii.ip", WARNING, "public IP address", "redact with `ftwizard data fix --redact-pii`"),
+    Rule("pii.secret", ERROR, "API key or secret", "revoke the key, then redact it with `ftwizard data fix --redact-pii`"),
+    # the data set as a whole
+    Rule("labels.imbalance", WARNING, "class labels out of balance", "add examples of the rare classes, or downsample the common ones"),
+    Rule("output.json_invalid", WARNING, "assistant output is not valid JSON while most are", "fix the JSON of these outputs; the model copies what it sees"),
+    Rule("system.inconsistent", WARNING, "different system prompts", "use the one system prompt you will send when serving (guidance)"),
+    Rule("data.too_few", WARNING, "too few examples for the task type", "collect more examples; see the minimum / good / excellent table"),
+]
+
+RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+
+def rule(rule_id: str) -> Rule:
+    return RULES[rule_id]
