@@ -233,13 +233,13 @@ def _reason(q: Question, answers: Answers) -> str:
 
 def next_question(answers: Answers) -> Question | None:
     """The next question to ask, or None when the answers reach a verdict."""
-    for q in _path(answers):
+    for q in applicable(answers):
         if q.key not in answers:
             return q
     return None
 
 
-def _path(answers: Answers) -> list[Question]:
+def applicable(answers: Answers) -> list[Question]:
     """The questions that apply, given the answers so far (the tree's branch)."""
     path = [PROMPT]
     if answers.get("prompt") != "falls_short":
@@ -258,7 +258,7 @@ def _path(answers: Answers) -> list[Question]:
 
 def asked(answers: Answers) -> list[Question]:
     """The questions answered so far, in order (to show the trail with its reasons)."""
-    return [q for q in _path(answers) if q.key in answers]
+    return [q for q in applicable(answers) if q.key in answers]
 
 
 def decide(answers: Answers) -> Verdict:
@@ -332,3 +332,120 @@ def decide(answers: Answers) -> Verdict:
     next_steps = ["Start with LoRA (or QLoRA when the GPU is tight) and a pilot run.",
                    "Hold out 10-20 % of the data for evaluation, never trained on."]
     return Verdict(approach, True, headline, why, next_steps, caveats, task_type=task, counts=counts)
+
+
+# ---- hyperparameter guardrails (guidance: "Hyperparameters", "Methods") ---------
+
+
+def hyperparameter_warnings(cfg, rows: int | None = None) -> dict[str, str]:
+    """Field path -> a one-line warning, for settings outside the guidance's typical ranges.
+
+    `cfg` is a RunConfig; `rows` the number of training examples when known. These are
+    warnings, not errors: each says what usually goes wrong, so the user can decide.
+    """
+    t, lora, method = cfg.training, cfg.lora, cfg.model.method
+    out: dict[str, str] = {}
+    lr = t.learning_rate
+    if method == "full":
+        if lr > 5e-5:
+            out["training.learning_rate"] = "full fine-tuning usually needs ~1e-5 to 2e-5; higher often wrecks the model"
+    elif lr > 2e-4:
+        out["training.learning_rate"] = "above 2e-4 often destabilises large models (LoRA: 1e-4 to 2e-4)"
+    elif lr < 1e-5:
+        out["training.learning_rate"] = "very low for adapters: LoRA usually learns at 1e-4 to 2e-4"
+    if t.max_steps is None and t.epochs > 3:
+        small = rows is not None and rows < 1000
+        out["training.epochs"] = ("more than 3 epochs on a small data set usually memorises" if small
+                                  else "more than 3 epochs usually memorises; more data, fewer epochs")
+    if not 0.03 <= t.warmup_ratio <= 0.10:
+        out["training.warmup_ratio"] = "warmup is usually 3-10 % of the steps"
+    eff = t.batch_size * t.gradient_accumulation
+    if eff < 16 or eff > 64:
+        out["training.gradient_accumulation"] = f"effective batch is {eff}; 16-64 is typical (batch x accumulation)"
+    if t.gradient_accumulation > 16:
+        out.setdefault("training.gradient_accumulation", "accumulation above 16 is slow; raise the batch if memory allows")
+    if not 0.01 <= t.weight_decay <= 0.1:
+        out["training.weight_decay"] = "weight decay is usually 0.01-0.1"
+    if not 0.3 <= t.max_grad_norm <= 1.0:
+        out["training.max_grad_norm"] = "gradient clipping is usually ~0.3-1.0"
+    if t.scheduler in ("linear", "constant"):
+        out["training.scheduler"] = "cosine decay is usually better"
+    if "8bit" in t.optimizer and t.device == "cpu":
+        out["training.optimizer"] = "8-bit optimizers need a GPU"
+    if t.precision == "fp16" and t.device == "cpu":
+        out["training.precision"] = "fp16 is for GPUs; CPUs train in fp32"
+    if method != "full":
+        if not 4 <= lora.r <= 128:
+            out["lora.r"] = "rank is usually 4-64 (8-16 to start, up to 128 for rich tasks)"
+        if lora.alpha not in (lora.r, 2 * lora.r):
+            out["lora.alpha"] = f"alpha is usually 2 x r = {2 * lora.r} (or r, to limit forgetting)"
+        if lora.dropout > 0.1:
+            out["lora.dropout"] = "adapter dropout is usually 0-0.05"
+        if isinstance(lora.target_modules, list) and set(lora.target_modules) <= {"q_proj", "v_proj"}:
+            out["lora.target_modules"] = "target all linear projections rather than only q and v"
+    if cfg.data.eval is None:
+        out["data.eval"] = "hold out 10-20 % of the data as an eval file, never trained on"
+    return out
+
+
+@dataclass
+class TrainingPlan:
+    rows: int | None
+    effective_batch: int
+    steps: int | None
+    epochs: float
+    tokens: int | None  # rough: characters / 4, capped at max_length per example
+
+    def to_dict(self) -> dict:
+        return vars(self).copy()
+
+
+def count_examples(path) -> tuple[int, int] | None:
+    """(rows, average characters per row) of a JSONL/JSON/CSV file; None when unknown or unreadable."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".jsonl", ".ndjson"):
+            rows = chars = 0
+            with open(p, "rb") as f:
+                for line in f:
+                    if line.strip():
+                        rows += 1
+                        chars += len(line)
+            return rows, (chars // rows if rows else 0)
+        if p.suffix.lower() == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if isinstance(data, list):
+                return len(data), (len(json.dumps(data)) // len(data) if data else 0)
+        if p.suffix.lower() == ".csv":
+            import csv
+
+            with open(p, newline="", encoding="utf-8") as f:
+                rows_l = list(csv.reader(f))[1:]
+            return len(rows_l), (sum(len(",".join(r)) for r in rows_l) // len(rows_l) if rows_l else 0)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def training_plan(cfg, rows: int | None, avg_chars: int | None = None) -> TrainingPlan:
+    """Optimizer steps and (rough) training tokens for a config over `rows` examples."""
+    import math
+
+    t = cfg.training
+    eff = t.batch_size * t.gradient_accumulation
+    if t.max_steps is not None:
+        steps = t.max_steps
+        epochs = steps * eff / rows if rows else t.epochs
+    elif rows:
+        steps = math.ceil(math.ceil(rows / t.batch_size) / t.gradient_accumulation * t.epochs)
+        epochs = t.epochs
+    else:
+        steps, epochs = None, t.epochs
+    tokens = None
+    if avg_chars is not None and steps is not None:
+        per_example = min(cfg.data.max_length, max(1, avg_chars // 4))
+        tokens = int(steps * eff * per_example)
+    return TrainingPlan(rows, eff, steps, round(epochs, 2), tokens)

@@ -129,3 +129,45 @@ def test_advice_imports_no_textual():
     code = "import sys, ftwizard.advice; print(any(m.split('.')[0] in ('textual','torch') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _cfg(**training):
+    from ftwizard.config import default_config
+
+    cfg = default_config(__import__("pathlib").Path("train.jsonl"), __import__("pathlib").Path("eval.jsonl"))
+    for k, v in training.items():
+        setattr(cfg.training, k, v)
+    return cfg
+
+
+def test_defaults_raise_no_guardrail():
+    assert advice.hyperparameter_warnings(_cfg(), rows=400) == {}
+
+
+def test_guardrails_follow_guidance():
+    w = advice.hyperparameter_warnings(_cfg(learning_rate=5e-4, epochs=5), rows=300)
+    assert "2e-4" in w["training.learning_rate"]
+    assert "small data set usually memorises" in w["training.epochs"]
+    cfg = _cfg(learning_rate=2e-4)
+    cfg.model.method = "full"
+    assert "1e-5" in advice.hyperparameter_warnings(cfg)["training.learning_rate"]
+    cfg = _cfg(batch_size=1, gradient_accumulation=4)
+    cfg.lora.alpha = 7
+    cfg.data.eval = None
+    w = advice.hyperparameter_warnings(cfg)
+    assert "effective batch is 4" in w["training.gradient_accumulation"]
+    assert "2 x r = 32" in w["lora.alpha"]
+    assert "hold out" in w["data.eval"]
+
+
+def test_training_plan_counts_steps_and_tokens(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join('{"text": "%s"}\n' % ("x" * 391) for _ in range(100)))
+    rows, avg = advice.count_examples(f)
+    assert rows == 100 and avg == 404
+    plan = advice.training_plan(_cfg(batch_size=2, gradient_accumulation=8, epochs=3), rows, avg)
+    assert plan.effective_batch == 16 and plan.steps == 19  # 50 micro-batches / 8 * 3 epochs, rounded up
+    assert plan.tokens == 19 * 16 * 101
+    pilot = advice.training_plan(_cfg(max_steps=5), rows, avg)
+    assert pilot.steps == 5 and pilot.epochs == 0.8
+    assert advice.count_examples(tmp_path / "missing.jsonl") is None

@@ -1,0 +1,231 @@
+"""The wizard app, built by one factory (`make_app`) that the CLI and the tests share.
+
+Entry points: `run_wizard` (plain `ftwizard`), `run_monitor` (`ftwizard monitor RUN`)
+and `run_picker` (`ftwizard runs` in a terminal). Heavy libraries are never imported
+here: steps call the domain layer, and training runs in its own process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer
+from textual.worker import Worker, WorkerState
+
+from ftwizard.rundir import RunDir
+from ftwizard.tui.screens.decide import DecideStep
+from ftwizard.tui.screens.hyperparams import HyperparamsStep
+from ftwizard.tui.screens.modals import ErrorScreen, QuitScreen, SaveConfigScreen
+from ftwizard.tui.screens.runs import MonitorScreen, RunPickerScreen
+from ftwizard.tui.screens.train import TrainStep
+from ftwizard.tui.state import WizardState
+from ftwizard.tui.themes import DEFAULT_THEME, discover_themes
+from ftwizard.tui.widgets.monitor import RunMonitor
+from ftwizard.tui.widgets.steps import StepIndicator
+
+# The flow. Model and Data join when their domain modules (hardware estimate, data lint)
+# exist; Evaluate and Export when theirs do. A step is never shown as a placeholder.
+ALL_STEPS: list[tuple[str, str | None]] = [
+    ("ftwizard.tui.screens.decide:DecideStep", None),
+    ("ftwizard.tui.screens.model:ModelStep", "ftwizard.hardware.estimate"),
+    ("ftwizard.tui.screens.data:DataStep", "ftwizard.data.lint"),
+    ("ftwizard.tui.screens.hyperparams:HyperparamsStep", None),
+    ("ftwizard.tui.screens.train:TrainStep", None),
+]
+
+
+def _spec_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def available_steps() -> list[type]:
+    out = []
+    for target, needs in ALL_STEPS:
+        module, cls = target.split(":")
+        if needs is not None and not (_spec_exists(needs) and _spec_exists(module)):
+            continue
+        out.append(getattr(importlib.import_module(module), cls))
+    return out
+
+
+class WizardScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+n", "next_step", "Next", priority=True),
+        Binding("ctrl+p", "previous_step", "Back", priority=True),
+        Binding("ctrl+s", "save_config", "Save config", priority=True),
+    ]
+
+    def __init__(self, steps: list[type]):
+        super().__init__()
+        self.step_classes = steps
+
+    def compose(self) -> ComposeResult:
+        yield StepIndicator([c.TITLE for c in self.step_classes], id="steps")
+        with ContentSwitcher(initial="step-0", id="step-switcher"):
+            for i, cls in enumerate(self.step_classes):
+                yield cls(id=f"step-{i}", classes="step")
+        yield Footer(show_command_palette=False)
+
+    @property
+    def index(self) -> int:
+        return self.query_one(StepIndicator).current
+
+    def current_step(self):
+        return self.query_one(f"#step-{self.index}")
+
+    def go(self, index: int) -> None:
+        index = max(0, min(index, len(self.step_classes) - 1))
+        self.query_one(StepIndicator).current = index
+        self.query_one(ContentSwitcher).current = f"step-{index}"
+        step = self.current_step()
+        self.call_after_refresh(step.focus_first)
+
+    def action_next_step(self) -> None:
+        self.go(self.index + 1)
+
+    def action_previous_step(self) -> None:
+        self.go(self.index - 1)
+
+    def action_save_config(self) -> None:
+        self.app.action_save_config()
+
+
+class WizardApp(App[int]):
+    CSS_PATH = "wizard.tcss"
+    TITLE = "ftwizard"
+    # ctrl+p is "previous step" (ctrl+b would clash with tmux); themes cycle with ctrl+t instead.
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("ctrl+q", "request_quit", "Quit", priority=True),
+        Binding("ctrl+t", "next_theme", "Theme", show=False),
+    ]
+
+    def __init__(self, state: WizardState, *, mode: str = "wizard", run_path: Path | None = None,
+                 runs_dir: Path | None = None, theme: str | None = None, theme_dirs: list[Path] | None = None,
+                 blink: bool = True):
+        super().__init__()
+        self.state = state
+        self.mode = mode
+        self.run_path = run_path
+        self.runs_dir = runs_dir
+        self.blink = blink
+        self._theme_name = theme
+        self._theme_dirs = theme_dirs
+        self.first_paint_s: float | None = None
+        self.file_themes: list[str] = []
+        self.started_at = time.perf_counter()
+
+    def on_mount(self) -> None:
+        self._load_themes()
+        if self.mode == "monitor":
+            self.push_screen(MonitorScreen(RunDir(self.run_path)))
+        elif self.mode == "picker":
+            self.push_screen(RunPickerScreen(self.runs_dir or Path(self.state.config.runs_dir)))
+        else:
+            self.push_screen(WizardScreen(available_steps()))
+
+    def on_ready(self) -> None:
+        self.first_paint_s = time.perf_counter() - self.started_at
+
+    # ---- themes ----------------------------------------------------------------
+    def _load_themes(self) -> None:
+        themes, problems = discover_themes(self._theme_dirs)
+        self.file_themes = [t.name for t in themes]
+        for theme in themes:
+            self.register_theme(theme)
+        wanted = self._theme_name or DEFAULT_THEME
+        for p in problems:
+            self.notify(f"{p}; using the default theme instead", severity="warning", timeout=8)
+        if wanted in self.available_themes:
+            self.theme = wanted
+        elif DEFAULT_THEME in self.available_themes:
+            if self._theme_name:
+                self.notify(f"theme {wanted!r} not found; using {DEFAULT_THEME}", severity="warning")
+            self.theme = DEFAULT_THEME
+
+    def action_next_theme(self) -> None:
+        names = self.file_themes or [self.theme]
+        i = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(i + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    # ---- config ------------------------------------------------------------------
+    def action_save_config(self) -> None:
+        def done(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                saved = self.state.save(path)
+            except OSError as e:
+                self.push_screen(ErrorScreen("Could not save the config", f"{path}: {e.strerror or e}"))
+                return
+            self.notify(f"Saved {saved}. Train from it: ftwizard train {saved}")
+
+        self.push_screen(SaveConfigScreen(self.state.default_save_path()), done)
+
+    # ---- quitting ----------------------------------------------------------------
+    def active_runs(self) -> list[str]:
+        names = []
+        for screen in self.screen_stack:
+            for mon in screen.query(RunMonitor):
+                if mon.watch.active and mon.run.name not in names:
+                    names.append(mon.run.name)
+        return names
+
+    def action_request_quit(self) -> None:
+        names = self.active_runs()
+        if not names:
+            self.exit(0)
+            return
+
+        def done(quit_: bool | None) -> None:
+            if quit_:
+                self.exit(0, message=f"Run {', '.join(names)} keeps training in the background. "
+                                     f"Re-attach: ftwizard monitor {names[0]}")
+
+        self.push_screen(QuitScreen(names), done)
+
+    # ---- one place for worker failures -----------------------------------------------
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            err = event.worker.error
+            self.push_screen(ErrorScreen("Something went wrong", f"{type(err).__name__}: {err}"))
+
+
+def make_app(config: str | Path | None = None, runs_dir: str | Path | None = None, *,
+             monitor: str | Path | None = None, picker: bool = False, theme: str | None = None,
+             theme_dirs: list[Path] | None = None, blink: bool = True) -> WizardApp:
+    """The one way to build the app (CLI and tests). Raises UserError for a bad --config."""
+    state = WizardState.create(None if monitor is not None or picker else config, runs_dir)
+    mode = "monitor" if monitor is not None else "picker" if picker else "wizard"
+    return WizardApp(state, mode=mode, run_path=Path(monitor) if monitor is not None else None,
+                     runs_dir=Path(runs_dir) if runs_dir is not None else None, theme=theme,
+                     theme_dirs=theme_dirs, blink=blink)
+
+
+def run_wizard(config: str | None = None, runs_dir: str | None = None) -> int:
+    app = make_app(config, runs_dir)
+    app.run()
+    return int(app.return_code or 0)
+
+
+def run_monitor(run_path: str) -> int:
+    app = make_app(monitor=run_path)
+    app.run()
+    return int(app.return_code or 0)
+
+
+def run_picker(runs_dir: str) -> int:
+    app = make_app(runs_dir=runs_dir, picker=True)
+    app.run()
+    return int(app.return_code or 0)

@@ -1,0 +1,1 @@
+"""Screens and step panes of the wizard."""

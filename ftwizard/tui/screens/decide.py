@@ -1,0 +1,161 @@
+"""Decide: the guidance's decision tree as a few questions, each answer with its reason.
+
+The logic is `ftwizard.advice`; this pane only asks, shows the trail of answers with
+their reasons, and renders the verdict (which may well be "don't fine-tune").
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ftwizard import advice
+
+
+class DecideStep(Vertical):
+    TITLE = "Decide"
+    BINDINGS = [Binding("escape", "undo", "Undo answer"), Binding("ctrl+r", "restart", "Restart", show=False)]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="decide-trail-box"):
+            yield Static(id="decide-trail")
+            yield Static(id="decide-verdict")
+        yield Static(id="decide-question", classes="question")
+        yield OptionList(id="decide-options")
+        yield Input(id="decide-number", placeholder="a number, then Enter", type="integer")
+        yield Static(id="decide-why", classes="why")
+
+    @property
+    def answers(self) -> dict:
+        return self.app.state.answers
+
+    def on_mount(self) -> None:
+        self.query_one(Input).cursor_blink = self.app.blink
+        self.refresh_view()
+
+    def focus_first(self) -> None:
+        q = advice.next_question(self.answers)
+        if q is None:
+            self.query_one("#decide-trail-box").focus()
+        elif q.kind == "number":
+            self.query_one(Input).focus()
+        else:
+            self.query_one(OptionList).focus()
+
+    def refresh_view(self) -> None:
+        q = advice.next_question(self.answers)
+        options = self.query_one(OptionList)
+        number = self.query_one(Input)
+        self.query_one("#decide-trail", Static).update(self._trail())
+        verdict = self.query_one("#decide-verdict", Static)
+        if q is None:
+            v = advice.decide(self.answers)
+            verdict.update(self._verdict(v))
+            verdict.display = True
+            self.query_one("#decide-question", Static).update(
+                Text("Esc undoes the last answer; Ctrl+N goes on to the next step.", style="dim"))
+            options.display = number.display = False
+            self.query_one("#decide-why", Static).update("")
+            if v.task_type:
+                self.app.state.config.data.task_type = v.task_type
+        else:
+            verdict.display = False
+            self.query_one("#decide-question", Static).update(Text(q.text, style="bold"))
+            options.display = q.kind == "choice"
+            number.display = q.kind == "number"
+            if q.kind == "choice":
+                options.clear_options()
+                options.add_options([Option(o.label, id=o.key) for o in q.options])
+                options.highlighted = 0
+                self._show_reason(q.options[0].reason)
+            else:
+                number.value = ""
+                self._show_reason(q.help)
+        self.call_after_refresh(self.focus_first)
+
+    def _show_reason(self, reason: str) -> None:
+        self.query_one("#decide-why", Static).update(Text.assemble(("why: ", "bold"), reason))
+
+    def _trail(self) -> Text:
+        out = Text()
+        for q in advice.asked(self.answers):
+            a = self.answers[q.key]
+            label = f"{a:,}" if q.kind == "number" else q.option(a).label
+            out.append(f"{q.text}\n", style="dim")
+            out.append(f"  > {label}\n", style="bold")
+        if not out:
+            out.append("Answer a few questions to find out whether fine-tuning is the right tool.\n", style="dim")
+        return out
+
+    def _verdict(self, v: advice.Verdict) -> Table:
+        t = Table.grid(padding=(0, 1))
+        t.add_column()
+        style = "bold green" if v.fine_tune else "bold yellow"
+        t.add_row(Text(("FINE-TUNE" if v.fine_tune else "DON'T FINE-TUNE") + ": " + v.title, style=style))
+        t.add_row(Text(v.headline, style="bold"))
+        t.add_row(Text("Why:", style="underline"))
+        for r in v.reasons:
+            t.add_row(Text("- " + r))
+        for c in v.caveats:
+            t.add_row(Text("! " + c, style="yellow"))
+        t.add_row(Text("Try instead:" if not v.fine_tune else "Next:", style="underline"))
+        for s in v.next_steps:
+            t.add_row(Text("- " + s))
+        if v.counts is not None:
+            counts = Table("task type", "minimum", "good", "excellent", box=None, padding=(0, 1))
+            for key, c in advice.EXAMPLE_COUNTS.items():
+                style = "bold" if key == v.task_type else "dim"
+                counts.add_row(key, f"{c.minimum:,}", f"{c.good:,}", f"{c.excellent:,}+", style=style)
+            t.add_row(counts)
+        return t
+
+    @on(OptionList.OptionHighlighted, "#decide-options")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        q = advice.next_question(self.answers)
+        if q is not None and q.kind == "choice" and event.option.id:
+            self._show_reason(q.option(event.option.id).reason)
+
+    @on(OptionList.OptionSelected, "#decide-options")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        q = advice.next_question(self.answers)
+        if q is not None and event.option.id:
+            self.answers[q.key] = event.option.id
+            self._prune()
+            self.refresh_view()
+
+    @on(Input.Submitted, "#decide-number")
+    def _number(self, event: Input.Submitted) -> None:
+        q = advice.next_question(self.answers)
+        try:
+            n = int(event.value.replace(",", "").replace("_", ""))
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            self.notify("Type a whole number of examples (0 or more).", severity="warning")
+            return
+        if q is not None:
+            self.answers[q.key] = n
+            self._prune()
+            self.refresh_view()
+
+    def _prune(self) -> None:
+        """Forget answers from a branch the latest answer left (so they do not resurface)."""
+        keep = {q.key for q in advice.applicable(self.answers)}
+        for key in [k for k in self.answers if k not in keep]:
+            del self.answers[key]
+
+    def action_undo(self) -> None:
+        trail = advice.asked(self.answers)
+        if trail:
+            del self.answers[trail[-1].key]
+            self.refresh_view()
+
+    def action_restart(self) -> None:
+        self.answers.clear()
+        self.refresh_view()

@@ -1,0 +1,90 @@
+"""Re-attach: the monitor screen for one run, and a picker over a runs folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from ftwizard.rundir import RunDir, list_runs
+from ftwizard.tui.runwatch import format_duration, format_number
+from ftwizard.tui.widgets.monitor import RunMonitor
+
+
+class MonitorScreen(Screen):
+    """`ftwizard monitor RUN`: one run, live, whatever its state."""
+
+    BINDINGS = [Binding("q", "app.request_quit", "Quit"), Binding("escape", "back", "Back", show=False)]
+
+    def __init__(self, run: RunDir):
+        super().__init__()
+        self.run = run
+
+    def compose(self) -> ComposeResult:
+        yield RunMonitor(self.run, id="monitor")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.run.path)
+        self.query_one(RunMonitor).focus()
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:  # opened from the picker: go back to it
+            self.app.pop_screen()
+
+
+class RunPickerScreen(Screen):
+    """`ftwizard runs` in a terminal: pick a run to watch."""
+
+    BINDINGS = [Binding("q", "app.request_quit", "Quit"), Binding("enter", "open", "Watch", show=True)]
+
+    def __init__(self, runs_dir: Path):
+        super().__init__()
+        self.runs_dir = Path(runs_dir)
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Runs in {self.runs_dir.resolve()}  (Enter: watch, q: quit)", id="picker-title")
+        table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        table.add_columns("run", "state", "step", "loss", "eval loss", "started")
+        yield table
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+        self._load()
+        self.set_interval(2.0, self._load)
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def _load(self) -> None:
+        runs = list_runs(self.runs_dir)
+        self.app.call_from_thread(self._fill, runs)
+
+    def _fill(self, runs) -> None:
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        now = time.time()
+        for r in runs:
+            step = f"{r.step}/{r.max_steps}" if r.step is not None and r.max_steps else str(r.step or "-")
+            age = format_duration(now - r.started_at) + " ago" if r.started_at else "-"
+            table.add_row(r.name, r.state, step, format_number(r.loss), format_number(r.eval_loss), age,
+                          key=str(r.path))
+        if runs:
+            table.move_cursor(row=min(keep, len(runs) - 1))
+        else:
+            self.query_one("#picker-title", Static).update(f"No runs in {self.runs_dir.resolve()} yet.")
+
+    def action_open(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.app.push_screen(MonitorScreen(RunDir(key)))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.push_screen(MonitorScreen(RunDir(event.row_key.value)))

@@ -1,0 +1,70 @@
+"""The wizard's state: the one typed run config, plus what the screens learned on the way.
+
+Every screen reads and edits `WizardState.config` (a `RunConfig`); "save config"
+writes it as commented YAML at any time. A fresh wizard starts from the bundled
+sample data, so a first run works with nothing prepared.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftwizard.config import RunConfig, commented_yaml, default_config, load_config
+from ftwizard.fileio import atomic_write_text
+from ftwizard.paths import default_runs_dir, sample_data_dir
+
+PILOT_EXAMPLES = 200  # guidance: a pilot is "a few hundred examples, one epoch"
+
+
+@dataclass
+class WizardState:
+    config: RunConfig
+    config_path: Path | None = None  # the file it came from (--config), if any
+    answers: dict = field(default_factory=dict)  # Decide answers (advice question key -> answer)
+    pilot: bool = False
+    max_steps_before_pilot: int | None = None
+    saved_to: Path | None = None
+
+    @classmethod
+    def create(cls, config: str | Path | None = None, runs_dir: str | Path | None = None) -> "WizardState":
+        if config is not None:
+            cfg = load_config(config)
+            path = Path(config)
+        else:
+            sample = sample_data_dir()
+            eval_file = sample / "eval.jsonl"
+            cfg = default_config(sample / "train.jsonl", eval_file if eval_file.is_file() else None)
+            path = None
+        if runs_dir is not None:
+            cfg = cfg.model_copy(update={"runs_dir": Path(runs_dir)})
+        elif config is None:
+            cfg = cfg.model_copy(update={"runs_dir": default_runs_dir()})
+        return cls(config=cfg, config_path=path)
+
+    def default_save_path(self) -> Path:
+        if self.saved_to is not None:
+            return self.saved_to
+        if self.config_path is not None:
+            return self.config_path.with_name(self.config_path.stem + ".wizard.yaml")
+        return Path("ftwizard.yaml")
+
+    def save(self, path: Path) -> Path:
+        """Write the config as commented YAML (atomic); the user's own input files are never touched."""
+        path = Path(path).expanduser()
+        atomic_write_text(path, commented_yaml(self.config))
+        self.saved_to = path
+        return path
+
+    def set_pilot(self, on: bool, rows: int | None) -> None:
+        """Pilot run: about PILOT_EXAMPLES examples for one pass, as a max_steps cap."""
+        t = self.config.training
+        if on and not self.pilot:
+            self.max_steps_before_pilot = t.max_steps
+            eff = t.batch_size * t.gradient_accumulation
+            n = min(rows, PILOT_EXAMPLES) if rows else PILOT_EXAMPLES
+            t.max_steps = max(1, math.ceil(n / eff))
+        elif not on and self.pilot:
+            t.max_steps = self.max_steps_before_pilot
+        self.pilot = on

@@ -1,0 +1,1 @@
+"""Small widgets of the wizard: each draws one thing and holds no domain logic."""

@@ -1,0 +1,67 @@
+"""Loss over steps, drawn by plotext into text inside our own widget.
+
+textual-plotext pins plotext below 6, so the figure is rendered to an ANSI string
+and shown as Rich text. The y axis is log10(loss) on a linear scale (log scales break
+on rebuild); the caller hands in points already downsampled to the widget's width,
+and the rendered text is cached per (size, data) so repaints cost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import plotext
+from rich.text import Text
+from textual.widget import Widget
+
+TRAIN_COLOUR = "cyan"
+EVAL_COLOUR = "orange"
+
+
+def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: int, height: int) -> Text:
+    f = plotext.figure
+    f.clear()
+    f.theme("colorless")
+    f.plot_size(width, height)
+    f.legend(active=False)
+    if train[0]:
+        f.draw(f.signal(train[0], train[1], marker=plotext.marker("braille", pixel=TRAIN_COLOUR)))
+    if evals[0]:
+        f.draw(f.signal(evals[0], evals[1], marker=plotext.marker("dot", pixel=EVAL_COLOUR)))
+    return Text.from_ansi(f.build().string(), no_wrap=True)
+
+
+class LossPlot(Widget):
+    DEFAULT_CSS = """
+    LossPlot { height: 1fr; min-height: 6; border: round $primary 50%; border-title-color: $text; }
+    """
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self.border_title = f"log10(loss) [{TRAIN_COLOUR}]train[/] [{EVAL_COLOUR}]eval[/]"
+        self._train: tuple[list, list] = ([], [])
+        self._eval: tuple[list, list] = ([], [])
+        self._cache: tuple[tuple[int, int], Text] | None = None
+        self.last_build_ms = 0.0
+
+    @property
+    def max_points(self) -> int:
+        """Points worth drawing: two braille dots per cell across the plot area."""
+        return max(16, 2 * self.content_size.width)
+
+    def set_series(self, train: tuple[list, list], evals: tuple[list, list]) -> None:
+        self._train, self._eval = train, evals
+        self._cache = None
+        self.refresh()
+
+    def render(self) -> Text:
+        w, h = self.content_size.width, self.content_size.height
+        if not self._train[0] and not self._eval[0]:
+            return Text("waiting for the first logged step...", style="dim")
+        if w < 20 or h < 5:
+            return Text("(too small to plot)", style="dim")
+        if self._cache is None or self._cache[0] != (w, h):
+            t = time.perf_counter()
+            self._cache = ((w, h), render_loss_plot(self._train, self._eval, w, h))
+            self.last_build_ms = (time.perf_counter() - t) * 1000
+        return self._cache[1]

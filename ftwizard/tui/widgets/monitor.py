@@ -1,0 +1,229 @@
+"""The live view of one run: loss plot, metrics, progress, warnings, log tail.
+
+It reads the run folder only (events.jsonl, status.json, train.log), so it works on
+any run in any state, from any terminal, as many at once as you like. A thread worker
+tails the folder into a `RunWatch` (bounded buffers) and raises a dirty flag; a 0.5 s
+timer redraws only when the flag is up, so the screen never redraws more than twice a
+second however fast events arrive. Stop and resume go through the engine's launcher,
+which is light (no torch): the trainer always runs in its own process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from ftwizard.rundir import RunDir
+from ftwizard.tui.runwatch import RunWatch, format_duration, format_number
+from ftwizard.tui.widgets.loss_plot import LossPlot
+
+STATE_STYLES = {
+    "starting": "yellow", "running": "bold green", "stopping": "yellow", "stopped": "cyan",
+    "completed": "bold cyan", "failed": "bold red", "died": "bold red", "unknown": "dim",
+}
+REDRAW_EVERY_S = 0.5
+POLL_EVERY_S = 0.25
+
+
+def progress_bar(fraction: float | None, width: int) -> Text:
+    if fraction is None:
+        return Text("·" * width, style="dim")
+    done = int(round(fraction * width))
+    return Text("█" * done, style="green") + Text("░" * (width - done), style="dim")
+
+
+class RunMonitor(Vertical, can_focus=True):
+    """Follows one run folder. Keys: s stop, r resume, l log."""
+
+    DEFAULT_CSS = """
+    RunMonitor { height: 1fr; }
+    RunMonitor #mon-head { height: 2; padding: 0 1; }
+    RunMonitor #mon-body { height: 1fr; min-height: 8; }
+    RunMonitor #mon-metrics { width: 30; padding: 0 1; border: round $primary 50%; }
+    RunMonitor #mon-warnings { height: auto; max-height: 4; padding: 0 1; color: $warning; }
+    RunMonitor #mon-log { height: 6; padding: 0 1; border: round $primary 30%; color: $text-muted; }
+    RunMonitor.-no-log #mon-log { display: none; }
+    """
+
+    BINDINGS = [
+        Binding("s", "stop_run", "Stop"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("l", "toggle_log", "Log"),
+    ]
+
+    class StateChanged(Message):
+        """The run's state changed (e.g. running -> completed)."""
+
+        def __init__(self, monitor: "RunMonitor", state: str):
+            super().__init__()
+            self.monitor = monitor
+            self.state = state
+
+    def __init__(self, run: RunDir, *, id: str | None = None):
+        super().__init__(id=id)
+        self.run = run
+        self.watch = RunWatch(run)
+        self._lock = threading.Lock()
+        self._dirty = True
+        self._last_state: str | None = None
+        self.redraws = 0
+        self.last_redraw_ms = 0.0
+        self.proc = None  # the Popen when this app started or resumed the trainer (reaped here)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="mon-head")
+        with Horizontal(id="mon-body"):
+            yield LossPlot(id="mon-plot")
+            yield Static(id="mon-metrics")
+        yield Static(id="mon-warnings")
+        yield Static(id="mon-log")
+
+    def on_mount(self) -> None:
+        self.query_one("#mon-log").border_title = "train.log"
+        self.query_one("#mon-metrics").border_title = "now"
+        self._tail()
+        self.set_interval(REDRAW_EVERY_S, self.redraw_if_dirty)
+
+    # ---- reading (thread) ------------------------------------------------------
+    @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
+    def _tail(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            with self._lock:
+                changed = self.watch.poll()
+                caught_up = self.watch.caught_up()
+            if changed:
+                self._dirty = True
+            if self.proc is not None and self.proc.poll() is not None:
+                self.proc = None  # reaped: no zombie left behind while the app stays open
+            if caught_up:
+                time.sleep(POLL_EVERY_S)
+
+    # ---- drawing (main thread) -------------------------------------------------
+    def redraw_if_dirty(self) -> bool:
+        if not self._dirty:
+            return False
+        self._dirty = False
+        self.redraw()
+        return True
+
+    def redraw(self) -> None:
+        t0 = time.perf_counter()
+        plot = self.query_one(LossPlot)
+        with self._lock:
+            w = self.watch
+            train = w.train.points(plot.max_points)
+            evals = w.evals.points(plot.max_points)
+            state = w.state
+            head = self._head(w)
+            metrics = self._metrics(w)
+            warnings = w.warnings()
+            log_lines = list(w.log_tail)
+        plot.set_series(train, evals)
+        self.query_one("#mon-head", Static).update(head)
+        self.query_one("#mon-metrics", Static).update(metrics)
+        warn = self.query_one("#mon-warnings", Static)
+        warn.update(Text("\n").join(Text("! " + x.message) for x in warnings))
+        warn.display = bool(warnings)
+        log = self.query_one("#mon-log", Static)
+        height = max(1, log.content_size.height or 4)
+        log.update(Text("\n".join(line[-200:] for line in log_lines[-height:]), no_wrap=True,
+                        overflow="ellipsis"))
+        self.redraws += 1
+        self.last_redraw_ms = (time.perf_counter() - t0) * 1000
+        if state != self._last_state:
+            self._last_state = state
+            self.post_message(self.StateChanged(self, state))
+
+    def _head(self, w: RunWatch) -> Text:
+        state = w.state
+        line1 = Text.assemble((w.run.name, "bold"), "  ", (state, STATE_STYLES.get(state, "")))
+        if w.step is not None:
+            line1.append(f"  step {w.step}" + (f"/{w.max_steps}" if w.max_steps else ""))
+        epoch = w.latest.get("epoch")
+        if isinstance(epoch, (int, float)):
+            line1.append(f"  epoch {epoch:.2f}")
+        if w.active:
+            line1.append("  (runs on if you quit)", style="dim")
+        bar_w = max(10, (self.content_size.width or 80) - 32)
+        line2 = progress_bar(w.progress, bar_w)
+        pct = f" {w.progress * 100:3.0f}%" if w.progress is not None else "    "
+        line2.append(pct)
+        if w.active:
+            line2.append(f"  ETA {format_duration(w.eta_s)}")
+        else:
+            elapsed = w.latest.get("elapsed_s")
+            line2.append(f"  took {format_duration(elapsed if isinstance(elapsed, (int, float)) else None)}")
+        return Text("\n").join([line1, line2])
+
+    def _metrics(self, w: RunWatch) -> Table:
+        t = Table.grid(padding=(0, 1))
+        t.add_column(style="dim")
+        t.add_column(justify="right")
+        latest = w.latest
+        t.add_row("loss", format_number(latest.get("loss")))
+        t.add_row("eval loss", format_number(w.latest_eval.get("eval_loss")))
+        t.add_row("lr", format_number(latest.get("learning_rate"), "lr"))
+        t.add_row("grad norm", format_number(latest.get("grad_norm")))
+        t.add_row("tokens/s", format_number(w.tokens_per_second, "int"))
+        mem = latest.get("memory_gb")
+        total = psutil.virtual_memory().total / 2**30
+        t.add_row("memory", f"{format_number(mem)} GB" if mem is not None else "-")
+        if isinstance(mem, (int, float)) and mem > 0:
+            frac = min(1.0, mem / total)
+            t.add_row("", progress_bar(frac, 10) + Text(f" of {total:.0f}", style="dim"))
+        t.add_row("events", format_number(w.events_read, "int"))
+        return t
+
+    # ---- actions -----------------------------------------------------------------
+    def action_toggle_log(self) -> None:
+        self.toggle_class("-no-log")
+        self._dirty = True
+
+    def action_stop_run(self) -> None:
+        self._stop()
+
+    def action_resume_run(self) -> None:
+        self._resume()
+
+    @work(thread=True, exclusive=True, group="control", exit_on_error=False)
+    def _stop(self) -> None:
+        from ftwizard.errors import UserError
+        from ftwizard.training.launch import request_stop
+
+        try:
+            request_stop(self.run)
+        except UserError as e:
+            self.app.call_from_thread(self.notify, e.what, severity="warning")
+            return
+        self.app.call_from_thread(self.notify, f"Asked {self.run.name} to stop; it saves a checkpoint first.")
+
+    @work(thread=True, exclusive=True, group="control", exit_on_error=False)
+    def _resume(self) -> None:
+        from ftwizard.errors import UserError
+        from ftwizard.training.launch import resume_run
+
+        self.app.call_from_thread(self.notify, f"Resuming {self.run.name} from its last checkpoint...")
+        try:
+            self.proc = resume_run(self.run, detach=True)
+        except UserError as e:
+            msg = e.what + (f" ({e.fix})" if e.fix else "")
+            self.app.call_from_thread(self.notify, msg, severity="warning", timeout=8)
+            return
+        self._dirty = True
+
+    def on_run_monitor_state_changed(self, event: "RunMonitor.StateChanged") -> None:
+        if event.state in ("completed", "stopped", "failed", "died") and self.redraws > 1:
+            sev = "error" if event.state in ("failed", "died") else "information"
+            self.notify(f"Run {self.run.name}: {event.state}", severity=sev)
