@@ -1,0 +1,283 @@
+"""Peak per-GPU training memory, in named parts.
+
+Rules of thumb ("7B LoRA ~18 GB", guidance) ignore sequence length, batch, logits,
+optimizer and checkpointing, and are off by large factors. This model instead counts
+what PyTorch actually holds at the peak of a training step, for the setup ftwizard's
+trainer uses (transformers + peft, SDPA attention, bf16/fp16 autocast):
+
+* weights: full fine-tuning keeps fp32 master weights and runs under bf16/fp16 autocast
+  (standard mixed precision; the only correct choice with fp16), and autocast keeps a
+  16-bit copy of every Linear weight alive from forward until backward has used it.
+  LoRA keeps the frozen base in the compute dtype; QLoRA stores the Linear layers of the
+  decoder in NF4 (0.5 B/param) plus quantisation constants (one fp32 absmax per 64
+  weights, or with double quantisation one 8-bit absmax per 64 plus one fp32 per 256
+  blocks); peft's `prepare_model_for_kbit_training` (which the trainer calls) then
+  upcasts everything else (embeddings, output layer, norms) to fp32, which also makes
+  the residual stream and the MLP intermediates fp32 (bitsandbytes returns its output
+  in the input's dtype).
+* LoRA adapters: fp32 (peft's default), bf16 for QLoRA (what TRL does).
+* gradients in the dtype of the trainable parameters; AdamW keeps two states in the
+  parameter dtype (8 B/param for fp32), 8-bit AdamW two bytes plus one fp32 absmax per
+  256-value block; paged variants take the same bytes when resident.
+* activations: the tensors autograd saves for backward in one decoder layer, counted
+  op by op (RMSNorm saves an fp32 copy of its input; SDPA saves q, k, v, the output
+  and the fp32 log-sum-exp; SiLU and the gating product save three intermediate-sized
+  tensors; a frozen Linear saves nothing, a trainable one its input; each LoRA adapter
+  saves a 16-bit copy of its input and, with dropout, the dropout mask). This was
+  checked byte-for-byte against `torch.autograd.graph.saved_tensors_hooks` on CPU
+  (tests/test_estimate_activations.py). With gradient checkpointing a layer keeps only
+  its input and one layer is recomputed at a time.
+* logits and loss: at the start of backward the fp32 log-softmax output, its incoming
+  gradient and its outgoing gradient are alive together: 12 bytes per token per vocab
+  entry, large with 128k-256k vocabularies.
+* a backward workspace for one layer, the CUDA context (outside PyTorch's allocator),
+  cuBLAS workspaces, and allocator overhead (reserved minus allocated).
+
+The peak is the larger of two moments: the start of backward (activations and logits
+alive) and the optimizer step (all gradients plus optimizer temporaries). Per GPU:
+DDP replicates everything; FSDP shards weights, gradients and optimizer states but
+gathers one layer's full weights at a time.
+
+Pure arithmetic, no torch import: the wizard re-estimates on every keystroke.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftwizard.hardware.shapes import ALL_LINEAR, ModelShape
+
+MIB = 1024**2
+GIB = 1024**3
+
+# Constants that only a GPU can calibrate; bench/memory_accuracy.py reports the error
+# they leave. Kept together so a measured correction is one edit.
+CALIBRATION = {
+    "cuda_context_bytes": 500 * MIB,  # driver context + kernels; not in torch's allocator
+    "cublas_workspace_bytes": 64 * MIB,  # cuBLAS + cuBLASLt workspaces (through the allocator)
+    "allocator_overhead": 0.06,  # reserved/allocated - 1 at the peak (fragmentation, rounding)
+    "nf4_blocksize": 64,
+    "nf4_dq_blocksize": 256,
+    "adam8bit_blocksize": 256,
+}
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    method: str = "lora"  # full | lora | qlora
+    seq_len: int = 512
+    micro_batch: int = 1
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False
+    optimizer: str = "adamw"  # adamw | adamw8bit | paged_adamw8bit | paged_adamw32bit | sgd
+    precision: str = "bf16"  # compute dtype: bf16 | fp16 | fp32
+    lora_r: int = 16
+    lora_targets: str | tuple[str, ...] = ALL_LINEAR
+    lora_dropout: float = 0.05
+    n_gpus: int = 1
+    strategy: str = "ddp"  # ddp | fsdp
+    padded: bool | None = None  # batches padded to a common length (a mask goes to attention); None: micro_batch > 1
+    double_quant: bool = True
+    kbit_fp32_rest: bool = True  # QLoRA: prepare_model_for_kbit_training upcasts non-4-bit weights to fp32
+    device: str = "cuda"  # cuda | cpu (dropout masks and context differ)
+
+
+@dataclass
+class MemoryBreakdown:
+    parts: dict[str, int]
+    peak_phase: str  # "backward" | "optimizer_step"
+    trainable_params: int
+    total_params: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.parts.values())
+
+
+def _opt_state_bytes(optimizer: str, n: int, param_bytes: int) -> tuple[int, int]:
+    """(persistent state bytes, transient bytes during step) for n trainable params."""
+    bs = CALIBRATION["adam8bit_blocksize"]
+    if optimizer in ("adamw", "adamw_torch", "paged_adamw32bit", "paged_adamw_32bit"):
+        # torch AdamW (foreach) holds exp_avg and exp_avg_sq; the step builds one
+        # temporary of the same size (sqrt of the second moment).
+        return 2 * n * param_bytes, n * param_bytes
+    if optimizer in ("adamw8bit", "adamw_8bit", "paged_adamw8bit", "paged_adamw_8bit"):
+        # bitsandbytes blockwise 8-bit: 1 B per state value + an fp32 absmax per block;
+        # the fused update kernel needs no full-size temporary.
+        return 2 * n + 2 * 4 * -(-n // bs), 0
+    if optimizer == "sgd":
+        return 0, 0
+    raise ValueError(f"unknown optimizer {optimizer!r}")
+
+
+def layer_activation_bytes(shape: ModelShape, s: MemorySettings, *, trainable_base: bool, res: int, p: int,
+                           autocast: bool, mask: bool, mlp: int | None = None) -> int:
+    """Bytes autograd saves in one decoder layer per micro-batch (b x seq tokens)."""
+    h, i = shape.hidden, shape.intermediate
+    q, kvd = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    tok = s.micro_batch * s.seq_len
+    per_tok = 0
+    # RMSNorm: fp32 copy of the input and rsqrt; the normalised value too when its weight trains.
+    per_norm = 4 * h + 4 + (res * h if trainable_base else 0)
+    per_tok += shape.norms_per_layer * per_norm if shape.norms_per_layer == 2 else 2 * per_norm + 2 * (4 * h + 4)
+    if shape.qk_norm:  # RMSNorm on q and k per head
+        per_tok += 4 * (q + kvd) + 4 * (shape.heads + shape.kv_heads) + ((q + kvd) * res if trainable_base else 0)
+    # Inputs of trainable Linear layers (the fp32 norm output is cast to 16 bit once per call).
+    if trainable_base:
+        calls_attn = (1 if shape.fused else 3) if (autocast and res == 4) else 1
+        calls_mlp = (1 if shape.fused else 2) if (autocast and res == 4) else 1
+        per_tok += calls_attn * p * h + calls_mlp * p * h + p * i  # qkv input, gate/up input, down input
+        # o_proj's input shares storage with the SDPA output (already counted below).
+    # Attention. With a padding mask (or head_dim > 256) K and V are repeated to all heads.
+    kv_eff = q if (mask or shape.head_dim > 256) else kvd
+    if shape.attention == "eager":
+        # scores, soft-capped scores, fp32 softmax and its 16-bit cast, per head per key
+        per_tok += p * (q + 2 * kv_eff) + p * q + shape.heads * s.seq_len * (p + p + 4 + p)
+    else:
+        per_tok += p * (2 * q + 2 * kv_eff) + 4 * shape.heads
+    # Gated MLP: activation input, activation output, up projection (fp32 when the
+    # projections hand back fp32, as bitsandbytes does for an fp32 residual stream).
+    per_tok += 3 * (mlp or p) * i
+    # LoRA adapters on the chosen modules.
+    if s.method in ("lora", "qlora"):
+        mask_b = 1 if s.device == "cuda" else 4  # CUDA saves a bool mask; CPU the fp32 noise
+        for _, n_in, _ in shape.lora_targets(s.lora_targets):
+            per_tok += p * n_in + p * s.lora_r + (mask_b * n_in if s.lora_dropout > 0 else 0)
+    total = per_tok * tok
+    if mask and shape.attention != "eager":
+        # bool mask converted to a float bias per call, padded to 16 columns (efficient-attention kernel)
+        total += s.micro_batch * s.seq_len * (-(-s.seq_len // 16) * 16) * p
+    return total
+
+
+def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
+    """Peak memory of one GPU during training, in parts that add up to the total."""
+    if s.method not in ("full", "lora", "qlora"):
+        raise ValueError(f"unknown method {s.method!r}")
+    p = DTYPE_BYTES[s.precision]
+    autocast = s.precision != "fp32"
+    n_total = shape.total_params
+    n_lm = shape.total_params - shape.extra_params
+    notes: list[str] = []
+    shard = s.n_gpus if (s.strategy == "fsdp" and s.n_gpus > 1) else 1
+    mask = s.padded if s.padded is not None else s.micro_batch > 1
+    tok = s.micro_batch * s.seq_len
+
+    parts: dict[str, int] = {}
+    if s.method == "full":
+        w_bytes = 4  # fp32 master weights under autocast (mixed precision), or plain fp32
+        res = 4
+        trainable = n_lm
+        parts["weights"] = (n_lm * w_bytes) // shard + shape.extra_params * p
+        parts["lora_adapters"] = 0
+        grad_bytes = 4
+        # autocast's 16-bit copies of each Linear weight (and the output layer), held until backward
+        linear = shape.quantizable_params + shape.vocab * shape.hidden
+        weight_copies = linear * p if autocast else 0
+        if shard > 1:  # FSDP gathers one layer (and the output layer) at a time
+            weight_copies = (shape.layer_params + shape.vocab * shape.hidden) * (p + 4)
+    else:
+        base_b = p if autocast else 4
+        res = base_b
+        if s.method == "lora":
+            base = n_total * base_b
+        else:
+            bsz, dq = CALIBRATION["nf4_blocksize"], CALIBRATION["nf4_dq_blocksize"]
+            nq = shape.quantizable_params
+            blocks = -(-nq // bsz)
+            consts = blocks * 1 + -(-blocks // dq) * 4 if s.double_quant else blocks * 4
+            rest_b = 4 if s.kbit_fp32_rest else base_b
+            if s.kbit_fp32_rest:
+                res = 4
+            base = nq // 2 + consts + (n_total - nq) * rest_b
+        trainable = shape.lora_params(s.lora_r, s.lora_targets)
+        # peft keeps adapters in fp32; for a quantised base TRL casts them to bf16.
+        adapter_b = 2 if (s.method == "qlora" and autocast) else 4
+        parts["weights"] = base // shard
+        parts["lora_adapters"] = trainable * adapter_b
+        grad_bytes = adapter_b
+        w_bytes = adapter_b
+        # autocast's 16-bit copies of fp32 adapters
+        weight_copies = trainable * p if (autocast and adapter_b == 4) else 0
+
+    opt_state, opt_tmp = _opt_state_bytes(s.optimizer, trainable, w_bytes if s.method == "full" else grad_bytes)
+    grads = trainable * grad_bytes
+    parts["gradients"] = grads // shard
+    parts["optimizer_states"] = opt_state // shard
+    if s.optimizer.startswith("paged"):
+        notes.append("paged optimizer states can spill to CPU memory under pressure (slower, but no OOM)")
+
+    trainable_base = s.method == "full"
+    mlp = 4 if (s.method == "qlora" and res == 4) else p
+    per_layer = layer_activation_bytes(shape, s, trainable_base=trainable_base, res=res, p=p,
+                                       autocast=autocast, mask=mask, mlp=mlp)
+    h = shape.hidden
+    # Outside the layers: final norm, the output layer's input when it trains, labels.
+    outside = tok * (4 * h + 4 + (res * h + p * h if trainable_base else 0) + 8)
+    if s.gradient_checkpointing:
+        acts = shape.layers * tok * res * h + per_layer + outside
+    else:
+        acts = shape.layers * per_layer + outside
+    logits = tok * shape.vocab * 12
+    # Backward workspace for one layer: gradients of the MLP intermediates and of the
+    # hidden states (fp32 inside RMSNorm's backward).
+    workspace = tok * (3 * mlp * shape.intermediate + 16 * h) + CALIBRATION["cublas_workspace_bytes"]
+    if s.method == "qlora":  # one Linear dequantised to 16 bit at a time
+        workspace += max(i * o for _, i, o, _ in shape.linear_modules()) * p
+
+    grads_during_backward = parts["gradients"] if s.grad_accum > 1 else 0
+    backward_peak = weight_copies + acts + logits + grads_during_backward
+    step_peak = parts["gradients"] - grads_during_backward + opt_tmp // shard
+    if backward_peak >= step_peak:
+        phase = "backward"
+        parts["autocast_weight_copies"] = weight_copies
+        parts["activations"] = acts
+        parts["logits_and_loss"] = logits
+        if not grads_during_backward:
+            parts["gradients"] = 0  # set to None after each step; built during backward
+            notes.append("gradients are built as activations are freed, after this peak")
+        parts["optimizer_step_temporaries"] = 0
+    else:
+        phase = "optimizer_step"
+        parts["autocast_weight_copies"] = 0
+        parts["activations"] = 0
+        parts["logits_and_loss"] = 0
+        parts["optimizer_step_temporaries"] = opt_tmp // shard
+    parts["backward_workspace"] = workspace if phase == "backward" else CALIBRATION["cublas_workspace_bytes"]
+    allocated = sum(parts.values())
+    parts["allocator_overhead"] = int(allocated * CALIBRATION["allocator_overhead"])
+    parts["cuda_context"] = CALIBRATION["cuda_context_bytes"] if s.device == "cuda" else 0
+    ordered = {k: int(parts[k]) for k in PART_ORDER}
+    return MemoryBreakdown(ordered, phase, trainable, n_total, notes)
+
+
+PART_ORDER = (
+    "weights",
+    "lora_adapters",
+    "gradients",
+    "optimizer_states",
+    "autocast_weight_copies",
+    "activations",
+    "logits_and_loss",
+    "optimizer_step_temporaries",
+    "backward_workspace",
+    "allocator_overhead",
+    "cuda_context",
+)
+
+PART_LABELS = {
+    "weights": "weights",
+    "lora_adapters": "LoRA adapters",
+    "gradients": "gradients",
+    "optimizer_states": "optimizer states",
+    "autocast_weight_copies": "16-bit weight copies (autocast)",
+    "activations": "activations",
+    "logits_and_loss": "logits + fp32 loss",
+    "optimizer_step_temporaries": "optimizer step temporaries",
+    "backward_workspace": "backward workspace",
+    "allocator_overhead": "allocator overhead",
+    "cuda_context": "CUDA context",
+}
