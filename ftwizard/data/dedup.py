@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
+import xxhash
 
 NUM_PERM = 128
 BANDS = 32  # 32 bands of 4: P(candidate) = 99.98 % at similarity 0.7, 5 % at 0.2
@@ -43,7 +44,9 @@ def dedup_text(messages: list[dict]) -> str:
 
 
 def _word_hashes(words: list[str]) -> np.ndarray:
-    return np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+    """Stable 64-bit word hashes (xxhash, a datasets dependency): Python's own hash() is salted
+    per process, which would make borderline near-duplicate pairs differ from run to run."""
+    return np.fromiter(map(xxhash.xxh64_intdigest, map(str.encode, words)), dtype=np.uint64, count=len(words))
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,15 +46,18 @@ def token_stats(lengths: np.ndarray, max_length: int | None) -> dict[str, Any]:
     lengths = lengths.astype(np.int64)
     p = np.percentile(lengths, [50, 90, 95, 99])
     hi = int(lengths.max())
-    top = max(hi, max_length or 0)
-    edges = np.unique(np.linspace(0, top + 1, HIST_BINS + 1).astype(np.int64))
+    lo = int(lengths.min())
+    edges = np.linspace(lo, hi + 1, HIST_BINS + 1).astype(np.int64)
+    if max_length and lo <= max_length < hi:  # a bin edge at the limit, so no bar mixes kept and truncated rows
+        edges = np.append(edges, max_length + 1)
+    edges = np.unique(edges)
     counts, edges = np.histogram(lengths, bins=edges)
     capped = np.minimum(lengths, max_length) if max_length else lengths
     over = int((lengths > max_length).sum()) if max_length else 0
     return {
         "count": int(len(lengths)),
         "total": int(lengths.sum()),
-        "min": int(lengths.min()),
+        "min": lo,
         "mean": round(float(lengths.mean()), 1),
         "p50": int(p[0]), "p90": int(p[1]), "p95": int(p[2]), "p99": int(p[3]),
         "max": hi,
