@@ -61,7 +61,8 @@ class WizardScreen(Screen):
     BINDINGS = [
         Binding("ctrl+n", "next_step", "Next", priority=True),
         Binding("ctrl+p", "previous_step", "Back", priority=True),
-        Binding("ctrl+s", "save_config", "Save config", priority=True),
+        Binding("ctrl+s", "save_config", "Save", priority=True),
+        Binding("ctrl+q", "app.request_quit", "Quit", priority=True),
     ]
 
     def __init__(self, steps: list[type]):
@@ -105,7 +106,7 @@ class WizardApp(App[int]):
     # ctrl+p is "previous step" (ctrl+b would clash with tmux); themes cycle with ctrl+t instead.
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
-        Binding("ctrl+q", "request_quit", "Quit", priority=True),
+        Binding("ctrl+q", "request_quit", "Quit", priority=True, show=False),
         Binding("ctrl+t", "next_theme", "Theme", show=False),
     ]
 

@@ -68,11 +68,12 @@ class FieldRow(Vertical):
     DEFAULT_CSS = """
     FieldRow { height: auto; margin-bottom: 1; }
     FieldRow Horizontal { height: auto; }
-    FieldRow .field-name { width: 24; padding: 1 1 0 0; }
+    FieldRow .field-name { width: 20; padding: 0 1 0 0; }
     FieldRow Input, FieldRow Select { width: 1fr; max-width: 48; }
-    FieldRow Switch { width: auto; }
-    FieldRow .field-help { color: $text-muted; padding-left: 24; }
-    FieldRow .field-note { color: $warning; padding-left: 24; display: none; }
+    FieldRow Switch { width: 8; height: 1; border: none; padding: 0; }
+    FieldRow Switch:focus { border: none; background-tint: $foreground 10%; }
+    FieldRow .field-help { color: $text-muted; padding-left: 20; }
+    FieldRow .field-note { color: $warning; padding-left: 20; display: none; }
     FieldRow .field-note.-shown { display: block; }
     FieldRow .field-note.-error { color: $error; }
     """
@@ -91,7 +92,8 @@ class FieldRow(Vertical):
             if _is_bool(self.annotation):
                 yield Switch(value=bool(self.value), id="editor")
             elif choices:
-                yield Select([(c, c) for c in choices], value=str(self.value), allow_blank=False, id="editor")
+                yield Select([(c, c) for c in choices], value=str(self.value), allow_blank=False, id="editor",
+                             compact=True)
             else:
                 yield Input(_as_text(self.value), id="editor", placeholder="(none)",
                             compact=True)
@@ -178,7 +180,7 @@ class HyperparamsStep(VerticalScroll):
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         row = next((a for a in event.select.ancestors if isinstance(a, FieldRow)), None)
-        if row is not None and event.value is not Select.BLANK:
+        if row is not None and event.value is not Select.NULL:
             self._assign(row, event.value)
 
     @on(Switch.Changed)

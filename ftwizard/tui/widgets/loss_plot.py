@@ -25,7 +25,7 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
     f.plot_size(width, height)
     f.legend(active=False)
     if train[0]:
-        f.draw(f.signal(train[0], train[1], marker=plotext.marker("braille", pixel=TRAIN_COLOUR)))
+        f.draw(f.signal(train[0], train[1], marker=plotext.marker("braille", pixel=TRAIN_COLOUR)).lines())
     if evals[0]:
         f.draw(f.signal(evals[0], evals[1], marker=plotext.marker("dot", pixel=EVAL_COLOUR)))
     return Text.from_ansi(f.build().string(), no_wrap=True)
@@ -33,7 +33,7 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
 
 class LossPlot(Widget):
     DEFAULT_CSS = """
-    LossPlot { height: 1fr; min-height: 6; border: round $primary 50%; border-title-color: $text; }
+    LossPlot { width: 1fr; height: 1fr; min-height: 6; border: round $primary 50%; border-title-color: $text; }
     """
 
     def __init__(self, *, id: str | None = None):
