@@ -55,25 +55,11 @@ APPROACHES: dict[str, ApproachInfo] = {
 }
 
 # ---- example counts per task type (guidance: "Data") -----------------------------
-# minimum / good / excellent. "other" has no row in the guidance; its minimum is the
-# guidance's general floor ("fewer than a few hundred good examples" is a poor reason).
+# One table for the whole product (`ftwizard.data.guidance`, also used by the lint
+# rule), so Decide and lint never disagree. "other" has no row in the guidance: only
+# its general floor applies ("fewer than a few hundred good examples" is a poor reason).
 
-
-@dataclass(frozen=True)
-class ExampleCounts:
-    minimum: int
-    good: int
-    excellent: int
-
-
-EXAMPLE_COUNTS: dict[str, ExampleCounts] = {
-    "classification": ExampleCounts(50, 500, 5_000),
-    "extraction": ExampleCounts(100, 1_000, 10_000),
-    "style": ExampleCounts(200, 1_000, 5_000),
-    "domain": ExampleCounts(500, 5_000, 50_000),
-    "code": ExampleCounts(1_000, 10_000, 100_000),
-    "other": ExampleCounts(200, 1_000, 5_000),
-}
+from ftwizard.data.guidance import EXAMPLE_COUNTS, GENERIC_MINIMUM, ExampleCounts, rate_count  # noqa: E402
 
 TASK_LABELS: dict[str, str] = {
     "classification": "Classification (labels, routing)",
@@ -85,20 +71,20 @@ TASK_LABELS: dict[str, str] = {
 }
 
 
-def example_counts(task_type: str) -> ExampleCounts:
-    return EXAMPLE_COUNTS.get(task_type, EXAMPLE_COUNTS["other"])
+def example_counts(task_type: str) -> ExampleCounts | None:
+    """minimum / good / excellent for a task type; None where the guidance has no row."""
+    return EXAMPLE_COUNTS.get(task_type)
+
+
+def minimum_examples(task_type: str) -> int:
+    c = example_counts(task_type)
+    return c.minimum if c is not None else GENERIC_MINIMUM
 
 
 def data_level(task_type: str, n: int) -> str:
-    """'below minimum', 'minimum', 'good' or 'excellent' for `n` examples of a task type."""
-    c = example_counts(task_type)
-    if n >= c.excellent:
-        return "excellent"
-    if n >= c.good:
-        return "good"
-    if n >= c.minimum:
-        return "minimum"
-    return "below minimum"
+    """'below minimum', 'minimum', 'good', 'excellent', or 'enough to start' (no row for the task)."""
+    level, _ = rate_count(task_type, n)
+    return {"below_minimum": "below minimum", "unknown_task": "enough to start"}.get(level, level)
 
 
 # ---- questions -----------------------------------------------------------------
@@ -174,7 +160,7 @@ TASK = Question(
         ("style", "Needs 200 / 1,000 / 5,000+ examples."),
         ("domain", "Needs 500 / 5,000 / 50,000+ examples."),
         ("code", "Needs 1,000 / 10,000 / 100,000+ examples."),
-        ("other", "Plan on at least a few hundred good examples."),
+        ("other", f"Plan on at least a few hundred ({GENERIC_MINIMUM}) good examples."),
     )),
 )
 
@@ -220,7 +206,8 @@ class Verdict:
             "approach": self.approach, "title": self.title, "fine_tune": self.fine_tune,
             "headline": self.headline, "reasons": self.reasons, "next_steps": self.next_steps,
             "caveats": self.caveats, "task_type": self.task_type,
-            "counts": None if self.counts is None else vars(self.counts),
+            "counts": None if self.counts is None else {
+                "minimum": self.counts.minimum, "good": self.counts.good, "excellent": self.counts.excellent},
         }
 
 
@@ -301,15 +288,18 @@ def decide(answers: Answers) -> Verdict:
     task = answers["task_type"]
     n = int(answers["examples"])
     counts = example_counts(task)
+    minimum = minimum_examples(task)
     level = data_level(task, n)
-    why.append(f"{n:,} examples for {TASK_LABELS[task].lower()}: {level} "
-               f"(guidance: {counts.minimum:,} / {counts.good:,} / {counts.excellent:,}+).")
+    scale = (f"guidance: {counts.minimum:,} / {counts.good:,} / {counts.excellent:,}+" if counts is not None
+             else f"guidance: at least {minimum:,}")
+    why.append(f"{n:,} examples for {TASK_LABELS[task].lower()}: {level} ({scale}).")
     approach = "fine_tune_smaller" if gap == "cost" else "fine_tune"
     caveats = []
     if level == "below minimum":
+        aim = f" (aim for {counts.good:,})" if counts is not None else ""
         return Verdict(approach, False,
-                       f"Don't fine-tune yet: {n:,} examples are below the minimum of {counts.minimum:,}.", why,
-                       [f"Collect at least {counts.minimum:,} good examples (aim for {counts.good:,}).",
+                       f"Don't fine-tune yet: {n:,} examples are below the minimum of {minimum:,}.", why,
+                       [f"Collect at least {minimum:,} good examples{aim}.",
                         "Meanwhile use the examples you have as few-shot examples in the prompt.",
                         "A strong model can draft more examples, if people review them."],
                        task_type=task, counts=counts)
@@ -325,7 +315,7 @@ def decide(answers: Answers) -> Verdict:
                            task_type=task, counts=counts)
     if score == "unknown":
         caveats.append("Score the base model on your eval set before training: it is the bar to beat.")
-    if level == "minimum":
+    if level == "minimum" and counts is not None:
         caveats.append(f"Enough to start; {counts.good:,} would be good. Run a pilot first.")
     headline = ("Fine-tune a smaller model to replace the large one." if gap == "cost"
                 else "Fine-tune: this is what fine-tuning is good at.")

@@ -97,8 +97,12 @@ def test_decide_refuses_incomplete_answers():
 
 
 def test_example_counts_follow_guidance():
-    assert vars(example_counts("classification")) == {"minimum": 50, "good": 500, "excellent": 5000}
-    assert vars(example_counts("code")) == {"minimum": 1000, "good": 10000, "excellent": 100000}
+    c = example_counts("classification")
+    assert (c.minimum, c.good, c.excellent) == (50, 500, 5000)
+    c = example_counts("code")
+    assert (c.minimum, c.good, c.excellent) == (1000, 10000, 100000)
+    assert example_counts("other") is None and advice.minimum_examples("other") == 200
+    assert data_level("other", 300) == "enough to start"
     assert data_level("domain", 499) == "below minimum"
     assert data_level("domain", 500) == "minimum"
     assert data_level("domain", 5000) == "good"
@@ -113,7 +117,16 @@ def test_every_option_has_a_reason_and_every_task_type_has_counts():
     for q in advice.QUESTIONS.values():
         for o in q.options:
             assert o.reason.strip(), (q.key, o.key)
-    assert set(get_args(TaskType)) == set(advice.EXAMPLE_COUNTS)
+    assert set(get_args(TaskType)) == set(advice.EXAMPLE_COUNTS) | {"other"} == set(advice.TASK_LABELS)
+
+
+def test_other_task_type_uses_the_general_floor():
+    v = walk(("prompt", "falls_short"), ("gap", "style"), ("task_type", "other"), ("examples", 150),
+             ("base_score", "low"))
+    assert not v.fine_tune and "minimum of 200" in v.headline and v.counts is None
+    v = walk(("prompt", "falls_short"), ("gap", "style"), ("task_type", "other"), ("examples", 300),
+             ("base_score", "low"))
+    assert v.fine_tune
 
 
 def test_verdict_serialises():

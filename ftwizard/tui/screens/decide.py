@@ -18,6 +18,18 @@ from textual.widgets.option_list import Option
 from ftwizard import advice
 
 
+def counts_table(highlight: str | None) -> Table:
+    """Examples needed per task type (guidance), the chosen one in bold."""
+    t = Table("examples needed", "minimum", "good", "excellent", box=None, padding=(0, 1),
+              header_style="bold underline")
+    for key, c in advice.EXAMPLE_COUNTS.items():
+        style = "bold" if key == highlight else "dim"
+        t.add_row(advice.TASK_LABELS[key], f"{c.minimum:,}", f"{c.good:,}", f"{c.excellent:,}+", style=style)
+    t.add_row(advice.TASK_LABELS["other"], f"{advice.minimum_examples('other'):,}", "-", "-",
+              style="bold" if highlight == "other" else "dim")
+    return t
+
+
 class DecideStep(Vertical):
     TITLE = "Decide"
     BINDINGS = [Binding("escape", "undo", "Undo answer"), Binding("ctrl+r", "restart", "Restart", show=False)]
@@ -82,7 +94,7 @@ class DecideStep(Vertical):
     def _show_reason(self, reason: str) -> None:
         self.query_one("#decide-why", Static).update(Text.assemble(("why: ", "bold"), reason))
 
-    def _trail(self) -> Text:
+    def _trail(self):
         out = Text()
         for q in advice.asked(self.answers):
             a = self.answers[q.key]
@@ -91,6 +103,12 @@ class DecideStep(Vertical):
             out.append(f"  > {label}\n", style="bold")
         if not out:
             out.append("Answer a few questions to find out whether fine-tuning is the right tool.\n", style="dim")
+        q = advice.next_question(self.answers)
+        if q is not None and q.key in ("task_type", "examples"):
+            grid = Table.grid()
+            grid.add_row(out)
+            grid.add_row(counts_table(self.answers.get("task_type")))
+            return grid
         return out
 
     def _verdict(self, v: advice.Verdict) -> Table:
@@ -107,12 +125,8 @@ class DecideStep(Vertical):
         t.add_row(Text("Try instead:" if not v.fine_tune else "Next:", style="underline"))
         for s in v.next_steps:
             t.add_row(Text("- " + s))
-        if v.counts is not None:
-            counts = Table("task type", "minimum", "good", "excellent", box=None, padding=(0, 1))
-            for key, c in advice.EXAMPLE_COUNTS.items():
-                style = "bold" if key == v.task_type else "dim"
-                counts.add_row(key, f"{c.minimum:,}", f"{c.good:,}", f"{c.excellent:,}+", style=style)
-            t.add_row(counts)
+        if v.task_type:
+            t.add_row(counts_table(v.task_type))
         return t
 
     @on(OptionList.OptionHighlighted, "#decide-options")
