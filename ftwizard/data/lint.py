@@ -193,6 +193,7 @@ class Linter:
         self.counter = None
         self.specials: list[str] = []
         self.decontam = None
+        self.system_pii: dict[str, list] = {}
         self.t0 = time.perf_counter()
         if self.o.tokenizer is not None:
             from ftwizard.data.tokens import TokenCounter
@@ -378,11 +379,19 @@ class Linter:
         from ftwizard.data.pii import LABEL, find_pii
 
         items = [(None, "text", v.text)] if v.messages is None else [
-            (i, f"messages[{i}].content", m["content"]) for i, m in enumerate(v.messages)
+            (m["role"], f"messages[{i}].content", m["content"]) for i, m in enumerate(v.messages)
         ]
-        for _, fieldname, text in items:
+        for role, fieldname, text in items:
+            if role == "system":  # the same prompt on every row: scan it once
+                matches = self.system_pii.get(text)
+                if matches is None:
+                    matches = find_pii(text)
+                    if len(self.system_pii) < 100:
+                        self.system_pii[text] = matches
+            else:
+                matches = find_pii(text)
             seen = set()
-            for m in find_pii(text):
+            for m in matches:
                 if m.kind in seen:
                     continue
                 seen.add(m.kind)
