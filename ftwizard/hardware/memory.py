@@ -120,17 +120,28 @@ def layer_activation_bytes(shape: ModelShape, s: MemorySettings, *, trainable_ba
     q, kvd = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     tok = s.micro_batch * s.seq_len
     per_tok = 0
-    # RMSNorm: fp32 copy of the input and rsqrt; the normalised value too when its weight trains.
-    per_norm = 4 * h + 4 + (res * h if trainable_base else 0)
-    per_tok += shape.norms_per_layer * per_norm if shape.norms_per_layer == 2 else 2 * per_norm + 2 * (4 * h + 4)
-    if shape.qk_norm:  # RMSNorm on q and k per head
-        per_tok += 4 * (q + kvd) + 4 * (shape.heads + shape.kv_heads) + ((q + kvd) * res if trainable_base else 0)
+    const = 0  # bytes per layer that do not grow with tokens
+    gemma = shape.model_type.startswith("gemma")
+    # RMSNorm: an fp32 copy of the input and the rsqrt per row; when its weight trains,
+    # the normalised value too (in the input's dtype; Gemma's norm works in fp32 and
+    # also keeps 1 + weight in fp32).
+    norm_train = (4 if gemma else res) if trainable_base else 0
+    per_tok += shape.norms_per_layer * (4 * h + 4 + norm_train * h)
+    const += shape.norms_per_layer * 4 * h if gemma else 0
+    if shape.qk_norm:  # RMSNorm over head_dim on the 16-bit q and k projections
+        qk_train = (4 if gemma else p) if trainable_base else 0
+        per_tok += (4 + qk_train) * (q + kvd) + 4 * (shape.heads + shape.kv_heads)
+        const += 2 * 4 * shape.head_dim if gemma else 0
     # Inputs of trainable Linear layers (the fp32 norm output is cast to 16 bit once per call).
     if trainable_base:
         calls_attn = (1 if shape.fused else 3) if (autocast and res == 4) else 1
         calls_mlp = (1 if shape.fused else 2) if (autocast and res == 4) else 1
         per_tok += calls_attn * p * h + calls_mlp * p * h + p * i  # qkv input, gate/up input, down input
-        # o_proj's input shares storage with the SDPA output (already counted below).
+        # o_proj's input shares storage with the SDPA output when rotary embedding kept
+        # the (batch, seq, heads, dim) layout; Phi-3's partial-rotary concatenation does
+        # not, so there the output is copied.
+        if shape.fused:
+            per_tok += p * q
     # Attention. With a padding mask (or head_dim > 256) K and V are repeated to all heads.
     kv_eff = q if (mask or shape.head_dim > 256) else kvd
     if shape.attention == "eager":
@@ -144,9 +155,14 @@ def layer_activation_bytes(shape: ModelShape, s: MemorySettings, *, trainable_ba
     # LoRA adapters on the chosen modules.
     if s.method in ("lora", "qlora"):
         mask_b = 1 if s.device == "cuda" else 4  # CUDA saves a bool mask; CPU the fp32 noise
-        for _, n_in, _ in shape.lora_targets(s.lora_targets):
-            per_tok += p * n_in + p * s.lora_r + (mask_b * n_in if s.lora_dropout > 0 else 0)
-    total = per_tok * tok
+        adapters_16bit = s.method == "qlora" and autocast  # TRL casts QLoRA adapters to bf16
+        for name, n_in, _ in shape.lora_targets(s.lora_targets):
+            # lora_A keeps a 16-bit copy of its input (peft casts it to the adapter dtype,
+            # autocast back to 16 bit) - except where no cast happens: a 16-bit adapter on
+            # o_proj without dropout reuses the SDPA output, which is already counted.
+            shared = adapters_16bit and s.lora_dropout == 0 and name == "o_proj" and not shape.fused
+            per_tok += (0 if shared else p * n_in) + p * s.lora_r + (mask_b * n_in if s.lora_dropout > 0 else 0)
+    total = per_tok * tok + const
     if mask and shape.attention != "eager":
         # bool mask converted to a float bias per call, padded to 16 columns (efficient-attention kernel)
         total += s.micro_batch * s.seq_len * (-(-s.seq_len // 16) * 16) * p
@@ -175,7 +191,7 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
         parts["lora_adapters"] = 0
         grad_bytes = 4
         # autocast's 16-bit copies of each Linear weight (and the output layer), held until backward
-        linear = shape.quantizable_params + shape.vocab * shape.hidden
+        linear = shape.layers * shape.linear_weight_params_per_layer + shape.vocab * shape.hidden
         weight_copies = linear * p if autocast else 0
         if shard > 1:  # FSDP gathers one layer (and the output layer) at a time
             weight_copies = (shape.layer_params + shape.vocab * shape.hidden) * (p + 4)

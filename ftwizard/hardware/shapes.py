@@ -79,6 +79,11 @@ class ModelShape:
         return sum(i * o + (o if b else 0) for _, i, o, b in self.linear_modules())
 
     @property
+    def linear_weight_params_per_layer(self) -> int:
+        """Linear weights without biases (autocast keeps 16-bit copies of weights only)."""
+        return sum(i * o for _, i, o, _ in self.linear_modules())
+
+    @property
     def norm_params_per_layer(self) -> int:
         return self.norms_per_layer * self.hidden + (2 * self.head_dim if self.qk_norm else 0)
 
