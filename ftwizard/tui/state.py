@@ -26,6 +26,9 @@ class WizardState:
     pilot: bool = False
     max_steps_before_pilot: int | None = None
     saved_to: Path | None = None
+    gpu_choice: str | None = None  # Model step: "detected:<index>", a catalog GPU name, or "none"
+    gpu_target: object = None  # what the estimate was judged against (GpuTarget, catalog name, or None)
+    estimate: object = None  # the latest ftwizard.hardware Estimate, when the Model step exists
 
     @classmethod
     def create(cls, config: str | Path | None = None, runs_dir: str | Path | None = None) -> "WizardState":

@@ -216,6 +216,43 @@ class HyperparamsStep(VerticalScroll):
             row.set_note(warnings.get(row.path))
         self.query_one("#plan", Static).update(self._plan_text())
 
+    def _estimated_time(self, plan) -> float | None:
+        """Run time from the hardware estimate, when a GPU to judge against was chosen (Model step)."""
+        target = self.app.state.gpu_target
+        if target is None or plan.tokens is None or plan.rows is None:
+            return None
+        try:
+            from ftwizard.hardware.estimate import estimate_for_config
+
+            est = estimate_for_config(self.app.state.config, gpu=target, rows=plan.rows,
+                                      train_tokens=plan.tokens, epochs=1.0)
+        except Exception:  # an estimate that cannot be made simply shows no time
+            return None
+        return est.time_s
+
+    def _gpu_name(self) -> str:
+        t = self.app.state.gpu_target
+        return getattr(t, "name", None) or str(t)
+
+    def on_show(self) -> None:
+        """Other steps edit the same config (method, batch, max length): show its current values."""
+        for row in self.query(FieldRow):
+            section, name = row.path.split(".", 1)
+            value = getattr(getattr(self.app.state.config, section), name)
+            editor = row.query_one("#editor")
+            if isinstance(editor, Input):
+                if editor.value != _as_text(value) and not row.query_one(".field-note").has_class("-error"):
+                    with editor.prevent(Input.Changed):
+                        editor.value = _as_text(value)
+            elif isinstance(editor, Select):
+                if editor.value != str(value):
+                    with editor.prevent(Select.Changed):
+                        editor.value = str(value)
+            elif isinstance(editor, Switch) and editor.value != bool(value):
+                with editor.prevent(Switch.Changed):
+                    editor.value = bool(value)
+        self.update_notes()
+
     def _plan_text(self) -> Text:
         cfg = self.app.state.config
         plan = advice.training_plan(cfg, self.rows, self.avg_chars)
@@ -229,7 +266,13 @@ class HyperparamsStep(VerticalScroll):
             out.append(f", about {plan.tokens:,} training tokens")
         if self.app.state.pilot:
             out.append("  [pilot]", style="bold yellow")
-        out.append("\n      time: the pilot run measures it (tokens/s on the Train screen)", style="dim")
+        time_s = self._estimated_time(plan)
+        if time_s:
+            from ftwizard.tui.runwatch import format_duration
+
+            out.append(f"\n      ~ {format_duration(time_s)} on {self._gpu_name()} (estimate)")
+        else:
+            out.append("\n      time: the pilot run measures it (tokens/s on the Train screen)", style="dim")
         train = Path(cfg.data.train)
         if not train.is_file():
             out.append(f"\n  x training file not found: {train}", style="bold red")

@@ -1,0 +1,304 @@
+"""Data: pick the training file, see its format, lint table, token lengths and rows.
+
+Lint counts tokens with the model's tokenizer, which is heavy (transformers), so it
+runs as a subprocess (`ftwizard lint FILE --json`) and the TUI reads its JSON report:
+the app never imports transformers. Rows are rendered here from the file itself
+(roles in colour; the turns the loss is computed on are marked). Fix and split call
+`ftwizard.data.fix` in a worker; they write new files and never touch the original.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.suggester import Suggester
+from textual.widgets import DataTable, Input, Label, Static
+
+ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green"}
+SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+class PathSuggester(Suggester):
+    """Completes the last path component from the folder's entries (like a shell's Tab)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        folder, stem = (p, "") if value.endswith(os.sep) else (p.parent, p.name)
+        try:
+            names = sorted(e.name + (os.sep if e.is_dir() else "") for e in os.scandir(folder)
+                           if e.name.startswith(stem) and not e.name.startswith("."))
+        except OSError:
+            return None
+        if not names:
+            return None
+        return value + names[0][len(stem):]
+
+
+def lint_command(cfg, path: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "ftwizard", "lint", str(path), "--json", "--max-length", str(cfg.data.max_length)]
+    if cfg.data.eval and Path(cfg.data.eval).is_file() and Path(cfg.data.eval) != path:
+        cmd += ["--eval", str(cfg.data.eval)]
+    if cfg.data.task_type != "other":
+        cmd += ["--task-type", cfg.data.task_type]
+    if cfg.model.base == "embedded" or Path(cfg.model.base).is_dir():
+        cmd += ["--model", cfg.model.base]
+    else:
+        cmd += ["--no-tokens"]  # a hub model: no tokenizer download from here
+    if cfg.data.system_prompt:
+        cmd += ["--system-prompt", cfg.data.system_prompt]
+    return cmd
+
+
+def histogram_text(tokens: dict, width: int = 40) -> Text:
+    """Token lengths as horizontal bars, bins past max_length in red."""
+    bins = tokens.get("histogram") or []
+    max_len = tokens.get("max_length")
+    if not bins:
+        return Text("no token counts", style="dim")
+    top = max(b["rows"] for b in bins) or 1
+    out = Text()
+    for b in bins[-12:]:
+        over = max_len is not None and b["to"] > max_len
+        bar = "█" * max(1 if b["rows"] else 0, round(b["rows"] / top * width))
+        out.append(f"{b['from']:>6}-{b['to']:<6}", style="dim")
+        out.append(bar, style="red" if over else "green")
+        out.append(f" {b['rows']}\n")
+    out.append(f"p50 {tokens.get('p50')}  p95 {tokens.get('p95')}  max {tokens.get('max')}  "
+               f"max_length {max_len}: {tokens.get('truncated_rows', 0)} rows truncated", style="dim")
+    return out
+
+
+class DataStep(Vertical):
+    TITLE = "Data"
+    BINDINGS = [
+        Binding("ctrl+o", "lint", "Lint", priority=True),
+        Binding("ctrl+f", "fix", "Fix copy", priority=True),
+        Binding("ctrl+x", "split", "Split", priority=True),
+        Binding("pageup", "row(-1)", "Prev row", show=False),
+        Binding("pagedown", "row(1)", "Next row", show=False),
+    ]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.report: dict | None = None
+        self.row = 1
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        cfg = self.app.state.config
+        with Horizontal(classes="form-row"):
+            yield Label("training file", classes="field-name")
+            yield Input(str(cfg.data.train), id="data-path", compact=True, suggester=PathSuggester())
+        yield Static(Text("Enter lints the file (Right accepts a completion). Ctrl+F writes a fixed copy, "
+                          "Ctrl+X a train/eval split: new files, the original is never changed.", style="dim"),
+                     classes="form-help")
+        yield Static(id="data-summary")
+        with Horizontal(id="data-body"):
+            table = DataTable(id="lint-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("sev", "rule", "row", "message")
+            yield table
+            with VerticalScroll(id="data-side"):
+                yield Static(id="data-preview")
+                yield Static(id="data-hist")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).cursor_blink = self.app.blink
+        self.query_one("#data-side").border_title = "row"
+        self.action_lint()
+
+    def focus_first(self) -> None:
+        self.query_one("#data-path", Input).focus()
+
+    # ---- lint (subprocess) --------------------------------------------------------
+    @on(Input.Submitted, "#data-path")
+    def _submitted(self, event: Input.Submitted) -> None:
+        path = Path(event.value.strip()).expanduser()
+        if not path.is_file():
+            self.query_one("#data-summary", Static).update(Text(f"x no such file: {path}", style="bold red"))
+            return
+        self.app.state.config.data.train = path.resolve()
+        self.action_lint()
+
+    def action_lint(self) -> None:
+        path = Path(self.app.state.config.data.train)
+        if not path.is_file():
+            self.query_one("#data-summary", Static).update(Text(f"x training file not found: {path}",
+                                                                style="bold red"))
+            return
+        self.busy = True
+        self.query_one("#data-summary", Static).update(Text(f"linting {path.name} (tokenizer in a subprocess)...",
+                                                            style="yellow"))
+        self._lint(path)
+        self.action_row(0)
+
+    @work(thread=True, exclusive=True, group="lint", exit_on_error=False)
+    def _lint(self, path: Path) -> None:
+        cmd = lint_command(self.app.state.config, path)
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        try:
+            report = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])
+            self.app.call_from_thread(self._lint_failed, " ".join(msg[-3:]))
+            return
+        self.app.call_from_thread(self._show_report, path, report)
+
+    def _lint_failed(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#data-summary", Static).update(Text(f"x lint failed: {message}", style="bold red"))
+
+    def _show_report(self, path: Path, report: dict) -> None:
+        self.busy = False
+        if "error" in report and "rows" not in report:
+            self._lint_failed(report.get("error", "unknown error"))
+            return
+        self.report = report
+        n_err, n_warn = len(report.get("errors", [])), len(report.get("warnings", []))
+        counts = report.get("counts", {})
+        total_err = sum(v for k, v in counts.items() if any(f["rule"] == k for f in report.get("errors", [])))
+        summary = Text.assemble(
+            (path.name, "bold"), f"  format {report.get('format') or '?'}  ",
+            f"{report.get('rows', 0):,} rows, {report.get('valid_rows', 0):,} usable  ",
+            (f"{total_err or n_err} errors ", "bold red" if n_err else "green"),
+            (f"{sum(counts.values()) - (total_err or n_err)} warnings/notes", "yellow" if n_warn else "dim"),
+        )
+        if report.get("ok"):
+            summary.append("  ready to train", style="bold green")
+        self.query_one("#data-summary", Static).update(summary)
+        table = self.query_one("#lint-table", DataTable)
+        table.clear()
+        findings = report.get("errors", []) + report.get("warnings", []) + report.get("infos", [])
+        for i, f in enumerate(findings):
+            table.add_row(Text(f["severity"][:4], style=SEVERITY_STYLES.get(f["severity"], "")), f["rule"],
+                          str(f["row"]) if f.get("row") else "-", f["message"], key=str(i))
+        tokens = (report.get("stats") or {}).get("tokens")
+        self.query_one("#data-hist", Static).update(histogram_text(tokens) if tokens else "")
+
+    # ---- jump to a row and page through rows ------------------------------------------
+    @on(DataTable.RowSelected, "#lint-table")
+    def _jump(self, event: DataTable.RowSelected) -> None:
+        if self.report is None:
+            return
+        findings = self.report.get("errors", []) + self.report.get("warnings", []) + self.report.get("infos", [])
+        f = findings[int(event.row_key.value)]
+        if f.get("row"):
+            self.row = int(f["row"])
+            self.action_row(0)
+
+    def action_row(self, delta: int) -> None:
+        self.row = max(1, self.row + delta)
+        self._preview(Path(self.app.state.config.data.train), self.row)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def _preview(self, path: Path, row: int) -> None:
+        from ftwizard.data.checks import check_row
+        from ftwizard.data.formats import ConversionError, to_messages
+        from ftwizard.data.preview import find_record
+        from ftwizard.errors import UserError
+
+        cfg = self.app.state.config
+        try:
+            rec = find_record(path, row)
+        except UserError as e:
+            self.app.call_from_thread(self._show_preview, row, Text(e.what + (f" ({e.fix})" if e.fix else ""),
+                                                                     style="yellow"))
+            return
+        out = Text()
+        problems = [p.message for p in rec.problems]
+        messages = None
+        if rec.value is not None:
+            res = check_row(rec.value, cfg.data.system_prompt)
+            problems += [p.message + (f" ({p.field})" if p.field else "") for p in res.problems]
+            if isinstance(rec.value, dict):
+                try:
+                    messages = to_messages(rec.value, None, cfg.data.system_prompt)
+                except ConversionError as e:
+                    problems.append(str(e))
+            if res.fmt == "text" and isinstance(rec.value, dict):
+                out.append(str(rec.value.get("text", ""))[:2000] + "\n", style="underline")
+                out.append("(raw text: every token is trained)\n", style="dim")
+        if messages:
+            trained_roles = {"assistant"} if cfg.data.assistant_only_loss else {"system", "user", "assistant"}
+            for m in messages:
+                role = m.get("role", "?")
+                out.append(f"{role}\n", style="bold " + ROLE_STYLES.get(role, ""))
+                content = str(m.get("content", ""))[:1500]
+                trained = role in trained_roles
+                out.append(("▌ " if trained else "  ") + content.replace("\n", "\n  ") + "\n",
+                           style="underline" if trained else "")
+            out.append("▌ = trained on (assistant_only_loss)\n" if cfg.data.assistant_only_loss
+                       else "▌ = trained on (every turn)\n", style="dim")
+        for p in problems:
+            out.append(f"x {p}\n", style="red")
+        if rec.value is None and not problems:
+            out.append("(empty)", style="dim")
+        self.app.call_from_thread(self._show_preview, row, out)
+
+    def _show_preview(self, row: int, text: Text) -> None:
+        side = self.query_one("#data-side")
+        side.border_title = f"row {row}  (PgUp/PgDn)"
+        self.query_one("#data-preview", Static).update(text)
+
+    # ---- fix and split (new files only) ----------------------------------------------
+    def action_fix(self) -> None:
+        self._fix(Path(self.app.state.config.data.train))
+
+    @work(thread=True, exclusive=True, group="fix", exit_on_error=False)
+    def _fix(self, src: Path) -> None:
+        from ftwizard.data.fix import fix_file
+        from ftwizard.errors import UserError
+
+        out = src.with_name(src.stem + ".fixed.jsonl")
+        try:
+            rep = fix_file(src, out, dedup="near", drop_invalid=True, to_messages=True,
+                           system_prompt=self.app.state.config.data.system_prompt, force=False)
+        except UserError as e:
+            self.app.call_from_thread(self.notify, e.what + (f" ({e.fix})" if e.fix else ""), severity="warning",
+                                      timeout=10)
+            return
+        self.app.call_from_thread(self._use_files, out, None,
+                                  f"wrote {out.name}: {rep.rows_out} of {rep.rows_in} rows kept")
+
+    def action_split(self) -> None:
+        self._split(Path(self.app.state.config.data.train))
+
+    @work(thread=True, exclusive=True, group="fix", exit_on_error=False)
+    def _split(self, src: Path) -> None:
+        from ftwizard.data.fix import split_file
+        from ftwizard.errors import UserError
+
+        try:
+            rep = split_file(src, eval_fraction=0.1, drop_invalid=True)
+        except UserError as e:
+            self.app.call_from_thread(self.notify, e.what + (f" ({e.fix})" if e.fix else ""), severity="warning",
+                                      timeout=10)
+            return
+        self.app.call_from_thread(self._use_files, Path(rep.outputs["train"]), Path(rep.outputs["eval"]),
+                                  f"split into {Path(rep.outputs['train']).name} and {Path(rep.outputs['eval']).name}")
+
+    def _use_files(self, train: Path, eval_file: Path | None, message: str) -> None:
+        cfg = self.app.state.config
+        cfg.data.train = train.resolve()
+        if eval_file is not None:
+            cfg.data.eval = eval_file.resolve()
+        inp = self.query_one("#data-path", Input)
+        with inp.prevent(Input.Changed):
+            inp.value = str(cfg.data.train)
+        self.notify(message + "; the config now uses it")
+        self.action_lint()

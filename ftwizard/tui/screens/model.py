@@ -1,0 +1,240 @@
+"""Model and method: base model, method, the GPU to judge against, and the memory estimate.
+
+The estimate is `ftwizard.hardware.estimate` (pure arithmetic, a few ms), so it is
+recomputed on every change and drawn as a stacked bar of its parts against the GPU's
+memory, with the verdict. When the run does not fit, the estimator's fixes are listed;
+Enter on one applies it to the config. GPU detection (NVML) runs in a worker.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from ftwizard import advice
+from ftwizard.errors import UserError
+from ftwizard.tui.runwatch import format_duration
+from ftwizard.tui.widgets.memory_bar import MemoryBar
+
+GB = 2**30
+VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does_not_fit": "bold red", "unknown": "bold"}
+VERDICT_TEXT = {"fits": "fits", "tight": "fits, but tight (over 90 % of memory)", "does_not_fit": "does NOT fit",
+                "unknown": "no GPU to compare with"}
+_OPTIMIZER_TO_CONFIG = {"adamw": "adamw_torch", "adamw8bit": "adamw_8bit", "paged_adamw8bit": "paged_adamw_8bit",
+                        "paged_adamw32bit": "paged_adamw_32bit", "sgd": "sgd"}
+
+
+def config_changes(settings: dict) -> dict[str, object] | None:
+    """An estimator fix as config edits ('section.field' -> value); None when the config cannot express it."""
+    out: dict[str, object] = {}
+    for key, value in settings.items():
+        if key == "gradient_checkpointing":
+            out["training.gradient_checkpointing"] = value
+        elif key == "micro_batch":
+            out["training.batch_size"] = value
+        elif key == "grad_accum":
+            out["training.gradient_accumulation"] = value
+        elif key == "optimizer":
+            out["training.optimizer"] = _OPTIMIZER_TO_CONFIG[value]
+        elif key == "method":
+            out["model.method"] = value
+        elif key == "max_length":
+            out["data.max_length"] = value
+        elif key == "model":
+            from ftwizard.hardware.shapes import find_builtin
+
+            shape = find_builtin(str(value))
+            if shape is None or not shape.hub_id:
+                return None
+            out["model.base"] = shape.hub_id
+        else:  # n_gpus, strategy: a launch choice, not a config field
+            return None
+    return out
+
+
+class ModelStep(VerticalScroll):
+    TITLE = "Model"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.detection = None
+        self.estimate = None
+        self.rows: int | None = None
+
+    def compose(self) -> ComposeResult:
+        cfg = self.app.state.config
+        with Horizontal(classes="form-row"):
+            yield Label("base model", classes="field-name")
+            yield Input(cfg.model.base, id="model-base", compact=True,
+                        placeholder="embedded, a local folder, or a hub id")
+        yield Static(Text("'embedded' is SmolLM2-135M-Instruct and works offline; a folder or a hub id "
+                          "(its config must be local: nothing is downloaded)", style="dim"), classes="form-help")
+        with Horizontal(classes="form-row"):
+            yield Label("method", classes="field-name")
+            yield Select([("LoRA: adapters, 0.1-1 % of weights", "lora"),
+                          ("QLoRA: adapters over a 4-bit base", "qlora"),
+                          ("full: every weight (~4x model size)", "full")],
+                         value=cfg.model.method, allow_blank=False, compact=True, id="model-method")
+        with Horizontal(classes="form-row"):
+            yield Label("judge against", classes="field-name")
+            yield Select([("(detecting GPUs...)", "none")], value="none", allow_blank=False, compact=True,
+                         id="model-gpu")
+        yield Static(id="model-detected", classes="form-help")
+        yield Static(id="model-verdict")
+        yield MemoryBar(id="model-bar")
+        yield Static(id="model-notes", classes="form-help")
+        yield Static(Text("Fixes (Enter applies one):", style="bold"), id="model-fixes-title")
+        yield OptionList(id="model-fixes")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).cursor_blink = self.app.blink
+        self._detect()
+        self._count()
+        self.update_estimate()
+
+    def focus_first(self) -> None:
+        self.query_one("#model-method", Select).focus()
+
+    @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
+    def _detect(self) -> None:
+        from ftwizard.hardware.gpus import detect
+
+        det = detect()
+        self.app.call_from_thread(self._detected, det)
+
+    @work(thread=True, exclusive=True, group="count", exit_on_error=False)
+    def _count(self) -> None:
+        found = advice.count_examples(self.app.state.config.data.train)
+        self.app.call_from_thread(self._counted, found[0] if found else None)
+
+    def _counted(self, rows: int | None) -> None:
+        self.rows = rows
+        self.update_estimate()
+
+    def _detected(self, det) -> None:
+        from ftwizard.hardware.catalog import names
+
+        self.detection = det
+        options = [(f"detected: {g.name} ({g.memory_total / GB:.0f} GB)", f"detected:{g.index}") for g in det.gpus]
+        options += [(f"catalog: {n}", n) for n in names()]
+        options.append(("no GPU (CPU run)", "none"))
+        sel = self.query_one("#model-gpu", Select)
+        wanted = self.app.state.gpu_choice
+        if wanted is None:
+            wanted = options[0][1] if det.gpus else "none"
+        with sel.prevent(Select.Changed):
+            sel.set_options(options)
+            sel.value = wanted if any(v == wanted for _, v in options) else "none"
+        self.app.state.gpu_choice = sel.value
+        if det.gpus:
+            info = ", ".join(f"{g.name} {g.memory_used / GB:.1f}/{g.memory_total / GB:.0f} GB used" for g in det.gpus)
+        else:
+            info = f"no GPU here ({det.message}); CPU: {det.cpu.cores} cores, {det.cpu.ram_total / GB:.0f} GB RAM"
+        self.query_one("#model-detected", Static).update(Text(info, style="dim"))
+        self.update_estimate()
+
+    def gpu_target(self):
+        choice = self.app.state.gpu_choice
+        if not choice or choice == "none":
+            return None
+        if choice.startswith("detected:") and self.detection is not None:
+            from ftwizard.hardware.gpus import gpu_target
+
+            idx = int(choice.split(":", 1)[1])
+            for g in self.detection.gpus:
+                if g.index == idx:
+                    return gpu_target(g)
+            return None
+        return choice
+
+    def update_estimate(self) -> None:
+        from ftwizard.hardware.estimate import estimate_for_config
+
+        cfg = self.app.state.config
+        verdict = self.query_one("#model-verdict", Static)
+        fixes = self.query_one("#model-fixes", OptionList)
+        target = self.gpu_target()
+        self.app.state.gpu_target = target
+        try:
+            est = estimate_for_config(cfg, gpu=target, rows=self.rows)
+        except UserError as e:
+            self.estimate = None
+            verdict.update(Text(f"x cannot estimate: {e.what}" + (f" ({e.fix})" if e.fix else ""), style="bold red"))
+            self.query_one(MemoryBar).set_parts([], None)
+            fixes.clear_options()
+            return
+        self.estimate = est
+        self.app.state.estimate = est
+        small = sum(v for v in est.parts.values() if v < 0.02 * est.total_bytes)
+        parts = [(k.replace("_", " "), v / GB) for k, v in est.parts.items() if v >= 0.02 * est.total_bytes]
+        if small:
+            parts.append(("other", small / GB))
+        cap = est.gpu.memory_bytes / GB if est.gpu else None
+        self.query_one(MemoryBar).set_parts(parts, cap)
+        line = Text.assemble(("Estimate: ", "bold"), f"{est.total_bytes / GB:.1f} GB peak ",
+                             (VERDICT_TEXT[est.verdict], VERDICT_STYLE[est.verdict]))
+        if est.gpu is not None:
+            line.append(f" on {est.gpu.name}")
+        line.append(f"   {est.trainable_params / 1e6:,.1f}M of {est.total_params / 1e6:,.0f}M params trained")
+        if est.time_s:
+            line.append(f"\nTime ~{format_duration(est.time_s)}")
+            if est.cost is not None:
+                line.append(f", about ${est.cost:,.2f}")
+        verdict.update(line)
+        self.query_one("#model-notes", Static).update(Text("\n".join(est.notes[:3]), style="dim"))
+        fixes.clear_options()
+        for i, fix in enumerate(est.advice[:6]):
+            usable = config_changes(fix["settings"]) is not None
+            label = Text.assemble(fix["change"], (f"  -> {fix['total_bytes'] / GB:.1f} GB ", "dim"),
+                                  (fix["verdict"].replace("_", " "), VERDICT_STYLE.get(fix["verdict"], "")))
+            if not usable:
+                label.append("  (a launch choice, not a config field)", style="dim")
+            fixes.add_option(Option(label, id=str(i), disabled=not usable))
+        self.query_one("#model-fixes-title").display = bool(est.advice)
+        fixes.display = bool(est.advice)
+
+    # ---- edits ------------------------------------------------------------------
+    @on(Input.Changed, "#model-base")
+    def _base(self, event: Input.Changed) -> None:
+        value = event.value.strip()
+        if value:
+            self.app.state.config.model.base = value
+            self.update_estimate()
+
+    @on(Select.Changed, "#model-method")
+    def _method(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self.app.state.config.model.method = event.value
+            self.update_estimate()
+
+    @on(Select.Changed, "#model-gpu")
+    def _gpu(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self.app.state.gpu_choice = str(event.value)
+            self.update_estimate()
+
+    @on(OptionList.OptionSelected, "#model-fixes")
+    def _apply_fix(self, event: OptionList.OptionSelected) -> None:
+        if self.estimate is None:
+            return
+        fix = self.estimate.advice[int(event.option.id)]
+        changes = config_changes(fix["settings"])
+        if not changes:
+            return
+        cfg = self.app.state.config
+        for path, value in changes.items():
+            section, name = path.split(".", 1)
+            setattr(getattr(cfg, section), name, value)
+        method = self.query_one("#model-method", Select)
+        with method.prevent(Select.Changed):
+            method.value = cfg.model.method
+        base = self.query_one("#model-base", Input)
+        with base.prevent(Input.Changed):
+            base.value = cfg.model.base
+        self.notify("applied: " + fix["change"])
+        self.update_estimate()
