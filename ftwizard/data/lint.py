@@ -23,7 +23,7 @@ from ftwizard.data import stats as stats_mod
 from ftwizard.data.checks import check_row
 from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates, dedup_text, exact_key
 from ftwizard.data.guidance import GENERIC_MINIMUM, rate_count
-from ftwizard.data.loading import Record, file_kind, iter_records, snippet
+from ftwizard.data.loading import Record, check_readable, file_kind, iter_records, snippet
 from ftwizard.data.rules import ERROR, INFO, RULES, WARNING
 
 REPORT_VERSION = 1
@@ -541,7 +541,7 @@ def _first_line(e: BaseException) -> str:
 
 def lint_file(path: Path | str, options: LintOptions | None = None, progress=None) -> LintReport:
     """Lint one file (any supported kind). `progress(rows)` is called every few thousand rows."""
-    path = Path(path)
+    path = check_readable(Path(path))
     kind = file_kind(path)
     linter = Linter(options, str(path), kind)
     for rec in iter_records(path, kind):

@@ -263,9 +263,15 @@ class TokenCounter:
         return counts
 
     def count_texts(self, texts: list[str]) -> list[int]:
-        """Tokens of raw-text rows, with the eos token the trainer appends."""
-        extra = 1 if self.eos else 0
-        return [n + extra for n in self._encode_lengths(texts)]
+        """Tokens of raw-text rows as the trainer encodes them: special tokens added, eos appended."""
+        if not texts:
+            return []
+        eos_id = getattr(self.tokenizer, "eos_token_id", None)
+        if self._backend is not None:
+            ids = [e.ids for e in self._backend.encode_batch_fast(texts, add_special_tokens=True)]
+        else:
+            ids = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        return [len(x) + (1 if eos_id is not None and (not x or x[-1] != eos_id) else 0) for x in ids]
 
     def _reference(self, conversation: list[dict]) -> int:
         out = self.tokenizer.apply_chat_template(conversation, tokenize=True)
