@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--gpus", type=int, metavar="N", help="number of GPUs (default: detected, else 1)")
     e.add_argument("--strategy", choices=("ddp", "fsdp"), help="multi-GPU strategy (default ddp)")
     e.add_argument("--gpu", metavar="NAME", help="judge against this GPU from the table instead of the detected one")
-    e.add_argument("--data", metavar="FILE", help="training data: real token counts for memory, time and cost")
+    e.add_argument("--data", metavar="FILE", help="training data: real token counts for memory, time and cost "
+                   "(default: the config's train file; --data '' ignores it)")
     e.add_argument("--rows", type=int, help="rows of data (when no file is given; assumes max length each)")
     e.add_argument("--tokens", type=int, help="training tokens per epoch (when no file is given)")
     e.add_argument("--epochs", type=float)
@@ -119,8 +120,11 @@ def _input_from_args(args):
     if args.lora_targets:
         kw["lora_targets"] = "all-linear" if args.lora_targets == "all-linear" else tuple(
             x.strip() for x in args.lora_targets.split(",") if x.strip())
-    data = args.data or (str(cfg.data.train) if cfg is not None else None)
-    return EstimateInput(**kw), data, cfg
+    if args.data is not None:  # --data "" ignores the config's data file
+        data, explicit = (args.data or None), True
+    else:
+        data, explicit = (str(cfg.data.train) if cfg is not None else None), False
+    return EstimateInput(**kw), data, cfg, explicit
 
 
 def _gpu_for(args, detection):
@@ -143,7 +147,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     if args.list_gpus:
         return _print_catalog(args)
-    inp, data, cfg = _input_from_args(args)
+    inp, data, cfg, explicit = _input_from_args(args)
+    notes = []
     detection = None
     if not args.gpu:
         from ftwizard.hardware.gpus import detect
@@ -151,9 +156,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         detection = detect()
     gpu, n_gpus = _gpu_for(args, detection)
     inp = inp.with_changes(gpu=gpu, n_gpus=n_gpus)
-    if data:
-        if not Path(data).exists():
+    if data and not Path(data).exists():
+        if explicit:
             raise UserError("data file not found", where=str(data), fix="check the path (--data FILE)")
+        notes.append(f"the config's data file {data} was not found: no token counts, nominal max length used")
+        data = None
+    if data:
         from ftwizard.hardware.datatokens import data_lengths
 
         model = inp.model if isinstance(inp.model, str) else "embedded"
@@ -162,6 +170,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         inp = inp.with_changes(lengths=tuple(data_lengths(data, model, fmt=fmt, system_prompt=sp)))
     est = estimate(inp)
     out = est.to_dict()
+    out["notes"].extend(notes)
     if gpu is None:
         out["notes"].append(detection.message if detection and detection.message else "no GPU given")
     if args.probe:

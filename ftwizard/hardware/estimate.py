@@ -86,6 +86,9 @@ class EstimateInput:
     utilization: float = DEFAULT_UTILIZATION
     price_per_hour: float | None = None  # overrides the GPU's price
     packing: bool = False
+    # QLoRA as the trainer builds it: peft's prepare_model_for_kbit_training upcasts the
+    # non-4-bit weights to fp32, which also makes the residual stream fp32.
+    kbit_fp32_rest: bool = True
 
     def with_changes(self, **kw: Any) -> "EstimateInput":
         return replace(self, **kw)
@@ -214,7 +217,7 @@ def memory_only(inp: EstimateInput, shape: ModelShape | None = None, gpu: GpuTar
         method=inp.method, seq_len=memory_seq_len(inp), micro_batch=inp.micro_batch, grad_accum=inp.grad_accum,
         gradient_checkpointing=inp.gradient_checkpointing, optimizer=inp.optimizer, precision=precision,
         lora_r=inp.lora_r, lora_targets=targets, lora_dropout=inp.lora_dropout, n_gpus=inp.n_gpus,
-        strategy=inp.strategy, padded=False if inp.packing else None,
+        strategy=inp.strategy, padded=False if inp.packing else None, kbit_fp32_rest=inp.kbit_fp32_rest,
     )
     return training_memory(shape, settings), precision, settings.seq_len
 
@@ -237,6 +240,11 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
         notes.append(f"precision {precision} ({'GPU supports bf16' if precision == 'bf16' else 'no bf16 on this GPU'})")
     if inp.method == "full":
         notes.append("full fine-tuning keeps fp32 master weights under 16-bit autocast (mixed precision)")
+    if inp.method == "qlora" and inp.kbit_fp32_rest:
+        lora_total = memory_only(inp.with_changes(method="lora"), shape, gpu)[0].total_bytes
+        if lora_total <= total:
+            notes.append("QLoRA needs more memory than LoRA here: its fp32 residual stream and MLP activations "
+                         "(prepare_model_for_kbit_training) outweigh the 4-bit weights of a small model")
 
     # Time and cost
     tokens = None
@@ -246,7 +254,7 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
         if inp.packing:
             tokens = int(min(sum(inp.lengths), rows * inp.max_length) * inp.epochs)
         else:
-            tokens = int(rows * per_row * inp.epochs)
+            tokens = round(rows * per_row * inp.epochs)
     elif inp.train_tokens:
         tokens = int(inp.train_tokens * inp.epochs)
     elif inp.rows:
