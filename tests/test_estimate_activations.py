@@ -124,3 +124,16 @@ def test_qlora_layer(tmp_path):
     want = layer_activation_bytes(shape, _settings("qlora"), trainable_base=False, res=4, p=2, autocast=True,
                                   mask=False, mlp=4)
     assert got == want
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_lora_fp32_on_cpu_layer(dropout):
+    """How ftwizard trains on a CPU: fp32 base and adapters, no autocast; without dropout
+    the adapters share their inputs instead of copying them."""
+    model, shape = _model("llama", torch.float32)
+    model = _lora(model, dropout)
+    got = _measure(model, autocast=False)
+    s = MemorySettings(method="lora", seq_len=S, micro_batch=B, lora_r=8, lora_dropout=dropout, precision="fp32",
+                       device="cpu", padded=False)
+    want = layer_activation_bytes(shape, s, trainable_base=False, res=4, p=4, autocast=False, mask=False)
+    assert got == want

@@ -154,18 +154,47 @@ def layer_activation_bytes(shape: ModelShape, s: MemorySettings, *, trainable_ba
     per_tok += 3 * (mlp or p) * i
     # LoRA adapters on the chosen modules.
     if s.method in ("lora", "qlora"):
-        mask_b = 1 if s.device == "cuda" else 4  # CUDA saves a bool mask; CPU the fp32 noise
-        adapters_16bit = s.method == "qlora" and autocast  # TRL casts QLoRA adapters to bf16
-        for name, n_in, _ in shape.lora_targets(s.lora_targets):
-            # lora_A keeps a 16-bit copy of its input (peft casts it to the adapter dtype,
-            # autocast back to 16 bit) - except where no cast happens: a 16-bit adapter on
-            # o_proj without dropout reuses the SDPA output, which is already counted.
-            shared = adapters_16bit and s.lora_dropout == 0 and name == "o_proj" and not shape.fused
-            per_tok += (0 if shared else p * n_in) + p * s.lora_r + (mask_b * n_in if s.lora_dropout > 0 else 0)
+        per_tok += _lora_saved_per_token(shape, s, res=res, p=p, autocast=autocast, mlp=mlp or p)
     total = per_tok * tok + const
     if mask and shape.attention != "eager":
         # bool mask converted to a float bias per call, padded to 16 columns (efficient-attention kernel)
         total += s.micro_batch * s.seq_len * (-(-s.seq_len // 16) * 16) * p
+    return total
+
+
+def _lora_saved_per_token(shape: ModelShape, s: MemorySettings, *, res: int, p: int, autocast: bool, mlp: int) -> int:
+    """What the LoRA branches save per token in one layer.
+
+    lora_A keeps its input. peft first casts the input to the adapter dtype, dropout
+    makes a new tensor, and autocast casts to 16 bit: if any of these copies, every
+    adapter keeps its own copy; if none does (fp32 adapters in fp32 training, or 16-bit
+    adapters on a 16-bit input without dropout) the adapters share the original input,
+    which is counted once, or not at all where autograd already keeps it (o_proj's
+    input is the SDPA output). lora_B keeps lora_A's r-wide output. Dropout keeps a
+    mask: a bool on CUDA, the scaled noise in the adapter dtype on CPU.
+    """
+    adapter_b = 2 if (s.method == "qlora" and autocast) else 4  # TRL casts QLoRA adapters to bf16
+    saved_b = p if autocast else adapter_b
+    mask_b = 1 if s.device == "cuda" else adapter_b
+    q = shape.heads * shape.head_dim
+    group_of = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "qkv_proj": "attn", "o_proj": "o",
+                "gate_proj": "mlp", "up_proj": "mlp", "gate_up_proj": "mlp", "down_proj": "down"}
+    in_bytes = {"attn": res, "o": p, "mlp": res, "down": mlp}
+    already_saved = {"o": not shape.fused}  # the SDPA output; Phi-3 copies it first
+    counted: set[str] = set()
+    total = 0
+    for name, n_in, _ in shape.lora_targets(s.lora_targets):
+        g = group_of.get(name, name)
+        in_b = in_bytes.get(g, p)
+        copies = in_b != adapter_b or s.lora_dropout > 0 or (autocast and adapter_b != p)
+        if copies:
+            total += saved_b * n_in
+        elif g not in counted and not already_saved.get(g, False):
+            total += in_b * n_in
+        counted.add(g)
+        total += saved_b * s.lora_r
+        if s.lora_dropout > 0:
+            total += mask_b * n_in
     return total
 
 
@@ -266,6 +295,8 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     allocated = sum(parts.values())
     parts["allocator_overhead"] = int(allocated * CALIBRATION["allocator_overhead"])
     parts["cuda_context"] = CALIBRATION["cuda_context_bytes"] if s.device == "cuda" else 0
+    if s.device != "cuda":
+        parts["backward_workspace"] -= CALIBRATION["cublas_workspace_bytes"]
     ordered = {k: int(parts[k]) for k in PART_ORDER}
     return MemoryBreakdown(ordered, phase, trainable, n_total, notes)
 
