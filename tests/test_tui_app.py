@@ -53,6 +53,18 @@ async def tab_to(pilot, widget, limit: int = 80) -> None:
     raise AssertionError(f"could not tab to {widget}")
 
 
+async def go_to(pilot, title: str):
+    """Press Ctrl+N until the step called `title` shows; return it."""
+    for _ in range(10):
+        screen = pilot.app.screen
+        step = screen.current_step()
+        if step.TITLE == title:
+            return step
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+    raise AssertionError(f"no step {title}")
+
+
 def app_for_tests(**kw):
     kw.setdefault("theme_dirs", theme_dirs()[:1])  # bundled themes only: never the user's config
     return make_app(blink=False, **kw)
@@ -113,10 +125,7 @@ async def test_decide_can_say_dont(cwd_tmp):
 async def test_hyperparameters_validate_warn_and_save(cwd_tmp):
     app = app_for_tests(runs_dir=cwd_tmp / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+n")
-        await pilot.pause()
-        step = app.screen.query_one("#step-1")
-        assert step.TITLE == "Hyperparameters"
+        step = await go_to(pilot, "Hyperparameters")
         plan = text_of(step.query_one("#plan", Static))
         assert "optimizer steps" in plan
         lr = step.query_one("#field-training-learning_rate").query_one(Input)
@@ -169,8 +178,7 @@ async def test_config_file_prefills_the_wizard(cwd_tmp):
     before = (cwd_tmp / "given.yaml").read_text()
     app = app_for_tests(config=str(cwd_tmp / "given.yaml"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("ctrl+n")
-        await pilot.pause()
+        await go_to(pilot, "Hyperparameters")
         row = app.screen.query_one("#field-lora-r")
         assert row.query_one(Input).value == "8"
         assert app.screen.query_one("#field-training-learning_rate").query_one(Input).value == "0.0001"

@@ -72,8 +72,7 @@ class WizardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StepIndicator([c.TITLE for c in self.step_classes], id="steps")
         with ContentSwitcher(initial="step-0", id="step-switcher"):
-            for i, cls in enumerate(self.step_classes):
-                yield cls(id=f"step-{i}", classes="step")
+            yield self.step_classes[0](id="step-0", classes="step")  # later steps mount on first visit
         yield Footer(show_command_palette=False)
 
     @property
@@ -83,18 +82,21 @@ class WizardScreen(Screen):
     def current_step(self):
         return self.query_one(f"#step-{self.index}")
 
-    def go(self, index: int) -> None:
+    async def go(self, index: int) -> None:
         index = max(0, min(index, len(self.step_classes) - 1))
+        switcher = self.query_one(ContentSwitcher)
+        if not switcher.query(f"#step-{index}"):
+            await switcher.mount(self.step_classes[index](id=f"step-{index}", classes="step"))
         self.query_one(StepIndicator).current = index
-        self.query_one(ContentSwitcher).current = f"step-{index}"
+        switcher.current = f"step-{index}"
         step = self.current_step()
         self.call_after_refresh(step.focus_first)
 
-    def action_next_step(self) -> None:
-        self.go(self.index + 1)
+    async def action_next_step(self) -> None:
+        await self.go(self.index + 1)
 
-    def action_previous_step(self) -> None:
-        self.go(self.index - 1)
+    async def action_previous_step(self) -> None:
+        await self.go(self.index - 1)
 
     def action_save_config(self) -> None:
         self.app.action_save_config()

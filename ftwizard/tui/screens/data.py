@@ -119,7 +119,10 @@ class DataStep(Vertical):
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self.app.blink
         self.query_one("#data-side").border_title = "row"
-        self.action_lint()
+
+    def on_show(self) -> None:
+        if self.report is None and not self.busy:  # lint when first seen, not at app start
+            self.action_lint()
 
     def focus_first(self) -> None:
         self.query_one("#data-path", Input).focus()

@@ -174,8 +174,13 @@ class HyperparamsStep(VerticalScroll):
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         row = next((a for a in event.input.ancestors if isinstance(a, FieldRow)), None)
-        if row is not None:
-            self._assign(row, _parse(row.path, event.value, row.annotation))
+        if row is None:
+            return
+        section, name = row.path.split(".", 1)
+        current = getattr(getattr(self.app.state.config, section), name)
+        if event.value == _as_text(current) and not row.query_one(".field-note").has_class("-error"):
+            return  # mounting, or an edit back to the same value
+        self._assign(row, _parse(row.path, event.value, row.annotation))
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:

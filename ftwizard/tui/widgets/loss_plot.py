@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import plotext
 from rich.text import Text
 from textual.widget import Widget
 
@@ -19,6 +18,8 @@ EVAL_COLOUR = "orange"
 
 
 def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: int, height: int) -> Text:
+    import plotext  # ~0.3 s to import: only once there is something to plot, never before first paint
+
     f = plotext.figure
     f.clear()
     f.theme("colorless")

@@ -80,6 +80,9 @@ class RunMonitor(Vertical, can_focus=True):
         self.redraws = 0
         self.last_redraw_ms = 0.0
         self.proc = None  # the Popen when this app started or resumed the trainer (reaped here)
+        self.sample_gpus = True
+        self._sampler = None
+        self.gpu_sample = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="mon-head")
@@ -96,10 +99,38 @@ class RunMonitor(Vertical, can_focus=True):
         self.set_interval(REDRAW_EVERY_S, self.redraw_if_dirty)
 
     # ---- reading (thread) ------------------------------------------------------
+    @staticmethod
+    def ram_total_gb() -> float:
+        return psutil.virtual_memory().total / 2**30
+
+    def _sample_gpus(self) -> None:
+        """Live GPU memory and utilisation (NVML) while the run is active; nothing without a GPU."""
+        if self._sampler is None:
+            from ftwizard.hardware.gpus import Sampler
+
+            self._sampler = Sampler()
+        if self._sampler.has_gpu:
+            self.gpu_sample = self._sampler.sample()
+            self._dirty = True
+
     @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
     def _tail(self) -> None:
         worker = get_current_worker()
+        last_sample = 0.0
+        try:
+            self._tail_loop(worker, last_sample)
+        finally:
+            if self._sampler is not None:
+                self._sampler.close()
+
+    def _tail_loop(self, worker, last_sample: float) -> None:
         while not worker.is_cancelled:
+            if self.watch.active and time.monotonic() - last_sample > 2.0 and self.sample_gpus:
+                last_sample = time.monotonic()
+                try:
+                    self._sample_gpus()
+                except Exception:  # NVML trouble is never worth the monitor
+                    self.sample_gpus = False
             with self._lock:
                 changed = self.watch.poll()
                 caught_up = self.watch.caught_up()
@@ -178,11 +209,17 @@ class RunMonitor(Vertical, can_focus=True):
         t.add_row("grad norm", format_number(latest.get("grad_norm")))
         t.add_row("tokens/s", format_number(w.tokens_per_second, "int"))
         mem = latest.get("memory_gb")
-        total = psutil.virtual_memory().total / 2**30
         t.add_row("memory", f"{format_number(mem)} GB" if mem is not None else "-")
-        if isinstance(mem, (int, float)) and mem > 0:
-            frac = min(1.0, mem / total)
-            t.add_row("", progress_bar(frac, 10) + Text(f" of {total:.0f}", style="dim"))
+        sample = self.gpu_sample if w.active else None
+        if sample is not None and sample.gpus:
+            for g in sample.gpus[:2]:
+                used, total = g["memory_used"] / 2**30, g["memory_total"] / 2**30
+                t.add_row(f"gpu{g['index']} mem", progress_bar(used / total, 10) + Text(f" {used:.0f}/{total:.0f}"))
+                if g.get("utilization") is not None:
+                    t.add_row(f"gpu{g['index']} util", f"{g['utilization']} %")
+        elif isinstance(mem, (int, float)) and mem > 0:
+            total = self.ram_total_gb()
+            t.add_row("", progress_bar(min(1.0, mem / total), 10) + Text(f" of {total:.0f}", style="dim"))
         t.add_row("events", format_number(w.events_read, "int"))
         return t
 
