@@ -376,27 +376,42 @@ class Linter:
                         break
 
     def _pii(self, v: _Valid) -> None:
+        from bisect import bisect_right
+
         from ftwizard.data.pii import LABEL, find_pii
 
-        items = [(None, "text", v.text)] if v.messages is None else [
-            (m["role"], f"messages[{i}].content", m["content"]) for i, m in enumerate(v.messages)
-        ]
-        for role, fieldname, text in items:
-            if role == "system":  # the same prompt on every row: scan it once
-                matches = self.system_pii.get(text)
-                if matches is None:
-                    matches = find_pii(text)
-                    if len(self.system_pii) < 100:
-                        self.system_pii[text] = matches
-            else:
-                matches = find_pii(text)
-            seen = set()
-            for m in matches:
-                if m.kind in seen:
-                    continue
-                seen.add(m.kind)
-                ctx = text[max(0, m.start - 30):m.start] + m.masked() + text[m.end:m.end + 30]
-                self.add(f"pii.{m.kind}", v.row, f"{LABEL[m.kind]}: {m.masked()}", fieldname, snippet(ctx))
+        if v.messages is None:
+            parts = [("text", v.text)]
+        else:
+            parts = []
+            for i, m in enumerate(v.messages):
+                if m["role"] == "system":  # the same prompt on every row: scan it once
+                    cached = self.system_pii.get(m["content"])
+                    if cached is None:
+                        cached = find_pii(m["content"])
+                        if len(self.system_pii) < 100:
+                            self.system_pii[m["content"]] = cached
+                    if cached:
+                        parts.append((f"messages[{i}].content", m["content"]))
+                else:
+                    parts.append((f"messages[{i}].content", m["content"]))
+        # one scan over the row's turns joined by a separator no pattern can cross
+        sep = "\n\x00\n"
+        starts, pos = [], 0
+        for _, text in parts:
+            starts.append(pos)
+            pos += len(text) + len(sep)
+        joined = sep.join(text for _, text in parts)
+        seen = set()
+        for m in find_pii(joined):
+            k = bisect_right(starts, m.start) - 1
+            fieldname, text = parts[k]
+            if (m.kind, k) in seen:
+                continue
+            seen.add((m.kind, k))
+            s, e = m.start - starts[k], m.end - starts[k]
+            ctx = text[max(0, s - 30):s] + m.masked() + text[e:e + 30]
+            self.add(f"pii.{m.kind}", v.row, f"{LABEL[m.kind]}: {m.masked()}", fieldname, snippet(ctx))
 
     # ---------------------------------------------------------------- the whole file
     def finish(self) -> LintReport:

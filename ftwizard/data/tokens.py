@@ -60,6 +60,11 @@ def load_tokenizer(base: str = EMBEDDED, trust_remote_code: bool = False):
 _GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
+# The same pattern with the letter alternative first and ASCII classes: identical cuts on
+# ASCII text, and stdlib re runs it ~2x faster than the regex module runs the original.
+_GPT2_ASCII = r""" ?[A-Za-z]+|'(?:s|t|re|ve|m|ll|d)| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+"""
+
+
 def _word_splitter(backend):
     """A Python function cutting text where the tokenizer's pre-tokenizer does, or None.
 
@@ -70,32 +75,37 @@ def _word_splitter(backend):
     Split regex followed by ByteLevel, as in Llama 3 and Qwen); anything else uses full encodes.
     """
     import json
+    import re
 
     import regex
 
     try:
-        cfg = json.loads(backend.to_str())
+        model = type(backend.model).__name__
+        pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
     except Exception:
         return None
-    if cfg.get("normalizer") is not None or cfg.get("model", {}).get("type") != "BPE":
+    if backend.normalizer is not None or model != "BPE":
         return None
-    pre = cfg.get("pre_tokenizer") or {}
-    pattern = None
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space"):
-        pattern = _GPT2_PATTERN
-    elif pre.get("type") == "Sequence":
+        full = regex.compile(_GPT2_PATTERN).findall
+        ascii_ = re.compile(_GPT2_ASCII).findall
+        odd = re.compile(r"[\x1c-\x1f]").search  # ASCII that re and the tokenizer may class differently
+
+        def split(text: str) -> list[str]:
+            return ascii_(text) if text.isascii() and not odd(text) else full(text)
+
+        return split
+    if pre.get("type") == "Sequence":
         steps = pre.get("pretokenizers", [])
         if (len(steps) == 2 and steps[0].get("type") == "Split" and steps[0].get("behavior") == "Isolated"
                 and not steps[0].get("invert") and "Regex" in (steps[0].get("pattern") or {})
                 and steps[1].get("type") == "ByteLevel" and not steps[1].get("use_regex", True)
                 and not steps[1].get("add_prefix_space")):
-            pattern = steps[0]["pattern"]["Regex"]
-    if pattern is None:
-        return None
-    try:
-        return regex.compile(pattern).findall
-    except regex.error:
-        return None
+            try:
+                return regex.compile(steps[0]["pattern"]["Regex"]).findall
+            except regex.error:
+                return None
+    return None
 
 
 class TokenCounter:
@@ -226,7 +236,7 @@ class TokenCounter:
                     else:
                         units.append(p)
             per_text.append(units)
-            missing.update(u for u in units if u not in cache)
+            missing.update(set(units).difference(cache))
         if missing:
             todo = list(missing)
             if len(cache) + len(todo) > 500_000:
