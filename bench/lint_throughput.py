@@ -171,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     tok = None if args.no_tokens else load_tokenizer("embedded")
     rss0 = peak_rss_mb()
     t = time.perf_counter()
+    cpu = time.process_time()
     report = lint_file(path, LintOptions(tokenizer=tok, model="embedded", max_length=args.max_length,
                                          max_per_rule=10**9))
     lint_s = time.perf_counter() - t
+    cpu_s = time.process_time() - cpu
+    load = os.getloadavg()[0]
     rss1 = peak_rss_mb()
 
     found: dict[str, dict[int, list[int] | None]] = {}
@@ -182,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"file: {args.rows:,} rows, {size_mb:.1f} MB (generated in {gen_s:.1f} s)")
     print(f"lint: {lint_s:.1f} s, {args.rows / lint_s:,.0f} rows/s, tokens {'exact (embedded tokenizer)' if tok else 'skipped'}, "
           f"peak RSS {rss1:.0f} MB (before lint {rss0:.0f} MB)")
+    print(f"      CPU time {cpu_s:.1f} s (all threads); load average {load:.1f} on {os.cpu_count()} cores "
+          f"(other work on the machine stretches the wall time)")
     tokens = report.stats.get("tokens") or {}
     if tokens:
         print(f"tokens: {tokens['total']:,} total, p50 {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}")
