@@ -188,3 +188,11 @@ def test_stats_without_tokenizer():
     assert s["rows"] == 6 and s["formats"] == {"messages": 6}
     assert s["turns"] == {"min": 3, "max": 3, "mean": 3.0, "histogram": {"3": 6}}
     assert s["roles"] == {"system": 6, "user": 6, "assistant": 6} and s["tokens"] is None
+
+
+def test_csv_cell_with_broken_json_is_named(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text('messages\n"[{""role"": ""user"", ""content"": ""hi""}, {""role"": ""assistant"", ""content"": ""yo""}]"\n"[{broken"\n')
+    r = lint_file(p)
+    f = next(f for f in r.findings if f.severity == "error")
+    assert (f.rule, f.row, f.field) == ("content.not_string", 2, "messages") and "JSON" in f.message

@@ -153,3 +153,10 @@ def test_load_tokenizer(embedded_model_dir, tmp_path):
     (tmp_path / "f.bin").write_bytes(b"x")
     with pytest.raises(UserError, match="a file, not a model folder"):
         load_tokenizer(str(tmp_path / "f.bin"))
+
+
+def test_tokenizer_without_chat_template_is_one_finding(embedded_tokenizer):
+    tok = copy.deepcopy(embedded_tokenizer)
+    tok.chat_template = None
+    r = lint_file(FIX / "valid_messages.jsonl", LintOptions(tokenizer=tok))
+    assert r.counts["template.error"] == 1 and r.stats["tokens"] is None

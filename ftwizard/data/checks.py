@@ -104,6 +104,12 @@ ERROR_RULES = {"keys.missing", "roles.unknown", "roles.order", "content.empty", 
 def _unknown_format(value: dict) -> RowProblem:
     keys = set(value)
     shown = ", ".join(sorted(keys)[:8]) or "(none)"
+    for key in ("messages", "conversations"):
+        if key in value:  # the right key with the wrong kind of value (often a JSON string in a CSV cell)
+            found = type(value[key]).__name__
+            extra = "; if it is JSON text, check that it parses" if isinstance(value[key], str) else ""
+            return RowProblem("content.not_string", f"{key!r} must be a list of turns, found {found}{extra}", key,
+                              snippet(repr(value[key])))
     for fmt, needed, aliases in _NEAR:
         have = keys & needed
         alias = next((a for a in aliases if a in keys), None)

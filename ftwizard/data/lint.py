@@ -345,6 +345,11 @@ class Linter:
 
         limit = self.o.max_length
         pairs: list[tuple[_Valid, int]] = []
+        if chats and not self.counter.has_template:
+            if not self.counts["template.error"]:
+                self.add("template.error", chats[0].row, "the model's tokenizer has no chat template, so chat rows "
+                         "cannot be rendered or counted; use an instruct model or add a chat template")
+            chats = []
         if chats:
             try:
                 counts = self.counter.count_conversations([v.messages for v in chats])
