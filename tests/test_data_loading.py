@@ -77,3 +77,21 @@ def test_near_duplicates_pair_later_rows_with_earlier_ones():
     nd2 = NearDuplicates(0.7)
     nd2.add([1, 2, 3, 4], [base, "something else entirely about bicycles and tyres and brakes", base.replace("lazy", "sleepy"), "short"])
     assert nd2.pairs() == pairs  # stable hashes: the same answer in every process
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+def test_large_json_arrays_stream(tmp_path, monkeypatch, chunk):
+    """Above STREAM_JSON_BYTES a JSON array is parsed element by element, in chunks of any size."""
+    import ftwizard.data.loading as loading
+
+    monkeypatch.setattr(loading, "STREAM_JSON_BYTES", 0)
+    monkeypatch.setattr(loading, "_CHUNK", chunk)
+    assert [r.value for r in iter_records(FIX / "valid_array.json")] == [r.value for r in iter_records(FIX / "valid_messages.jsonl")]
+    bad = list(iter_records(FIX / "invalid_array.json"))
+    assert [r.row for r in bad] == [1, 2, 3] and "line 4, column 3" in bad[2].problems[0].message
+    p = tmp_path / "odd.json"
+    p.write_bytes(b'\xef\xbb\xbf [ {"a": 1}, 12345678 , {"b": "caf\xe9"}, []')
+    recs = list(iter_records(p))
+    assert [r.value for r in recs[:4]] == [{"a": 1}, 12345678, {"b": "caf\ufffd"}, []]
+    assert [p.rule for p in recs[0].problems] == ["encoding.bom"] and recs[2].problems[0].rule == "encoding.invalid_utf8"
+    assert "not closed" in recs[4].problems[0].message and "column 42" in recs[4].problems[0].message

@@ -166,7 +166,19 @@ def _parse_text(text: str, lineno: int, problems: list[Problem], raw: bytes) -> 
         return None
 
 
+# JSON arrays above this size are parsed element by element (bounded memory); below it the
+# whole file goes through orjson at once, which is faster.
+STREAM_JSON_BYTES = 32 << 20
+_CHUNK = 1 << 20
+
+
 def _iter_json(path: Path) -> Iterator[Record]:
+    if path.stat().st_size > STREAM_JSON_BYTES:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if head.removeprefix(BOM).lstrip()[:1] == b"[":
+            yield from _stream_json_array(path)
+            return
     data = path.read_bytes()
     problems: list[Problem] = []
     if data.startswith(BOM):
@@ -204,6 +216,105 @@ def _iter_json(path: Path) -> Iterator[Record]:
     rows = _rows_of(value, path)
     for i, row in enumerate(rows, start=1):
         yield Record(i, row, problems if i == 1 else [])
+
+
+def _stream_json_array(path: Path) -> Iterator[Record]:
+    """Elements of a large top-level JSON array, one at a time: memory follows the largest element.
+
+    The standard library's `raw_decode` parses one value from a position in a buffer; a value
+    cut by the end of the buffer fails to parse, so more of the file is read and it is tried
+    again. A syntax error ends the stream with its line and column (JSON cannot be resynced).
+    """
+    import codecs
+    import json
+    import re
+
+    decoder = json.JSONDecoder()
+    space = re.compile(r"[ \t\n\r]*")
+    strict = codecs.getincrementaldecoder("utf-8")("strict")
+    lenient = codecs.getincrementaldecoder("utf-8")("replace")
+    pending: list[Problem] = []
+    bad_bytes: list[Problem] = []  # attached to the element that holds them
+    read_bytes = 0
+    buf, pos, line_base, col_base, eof = "", 0, 1, 0, False
+    index = 0
+    with open(path, "rb") as f:
+
+        def more() -> bool:
+            nonlocal buf, pos, line_base, col_base, read_bytes, strict
+            chunk = f.read(_CHUNK)
+            if strict is not None:
+                try:
+                    strict.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as e:
+                    at = read_bytes + e.start
+                    bad_bytes.append(Problem("encoding.invalid_utf8", f"bytes that are not UTF-8 at byte offset {at}: "
+                                             f"{chunk[e.start:e.start + 4].hex(' ')}"))
+                    strict = None
+            if read_bytes == 0 and chunk.startswith(BOM):
+                pending.append(Problem("encoding.bom", "the file starts with a UTF-8 byte order mark (BOM); many JSON readers reject it"))
+                chunk = chunk[len(BOM):]
+            read_bytes += len(chunk)
+            gone = buf[:pos]
+            nl = gone.rfind("\n")
+            line_base += gone.count("\n")
+            col_base = len(gone) - nl - 1 if nl >= 0 else col_base + len(gone)
+            buf = buf[pos:] + lenient.decode(chunk, final=not chunk)
+            pos = 0
+            return bool(chunk)
+
+        def error(msg: str) -> Record:
+            pending.extend(bad_bytes)
+            line = line_base + buf.count("\n", 0, pos)
+            nl = buf.rfind("\n", 0, pos)
+            col = pos - nl if nl >= 0 else col_base + pos + 1
+            return Record(index + 1, None, pending + [Problem(
+                "json.invalid", f"not valid JSON at line {line}, column {col}: {msg}", snippet=snippet(buf, pos))])
+
+        more()
+        pos = space.match(buf, pos).end()
+        if buf[pos:pos + 1] != "[":
+            yield error("expected '[' at the start of the array")
+            return
+        pos += 1
+        expect_value = True
+        while True:
+            pos = space.match(buf, pos).end()
+            if pos >= len(buf) - 1 and not eof:
+                eof = not more()
+                continue
+            if pos >= len(buf):
+                yield error("the array is not closed with ']'")
+                return
+            if buf[pos] == "]" and (not expect_value or index == 0):
+                return
+            if not expect_value:
+                if buf[pos] != ",":
+                    yield error("expected ',' or ']' after an element")
+                    return
+                pos += 1
+                expect_value = True
+                continue
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as e:
+                if not eof:
+                    eof = not more()
+                    continue
+                pos = e.pos
+                yield error(e.msg)
+                return
+            if end >= len(buf) and not eof:  # a number may continue in the next chunk
+                eof = not more()
+                continue
+            if bad_bytes and "\ufffd" in buf[pos:end]:  # the element holding the bad bytes
+                pending += bad_bytes
+                bad_bytes.clear()
+            pos = end
+            index += 1
+            yield Record(index, value, pending)
+            pending = []
+            expect_value = False
 
 
 def _loads_ok(b: bytes) -> bool:
