@@ -66,7 +66,15 @@ def wait_started(run: RunDir, proc: subprocess.Popen, timeout: float = 30.0) -> 
         time.sleep(0.05)
 
 
+def check_inputs(cfg: RunConfig) -> None:
+    """Fail before a process starts (and before any folder is made) on inputs that cannot work."""
+    for field, path in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{field} file not found: {path}", where=field, fix="check the path in the config")
+
+
 def start_run(cfg: RunConfig, detach: bool = True) -> tuple[RunDir, subprocess.Popen]:
+    check_inputs(cfg)
     run = new_run_dir(cfg)
     cfg = cfg.model_copy(update={"name": run.name, "runs_dir": run.path.parent.resolve()})
     cfg.save(run.config)

@@ -158,7 +158,10 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     from ftwizard.training.callbacks import RunEvents
     from ftwizard.training.dataset import encode_file
 
+    from transformers import set_seed
+
     prec = choose_precision(cfg)
+    set_seed(cfg.training.seed)  # before the model: LoRA's A matrices are drawn at creation
     base_path = resolve_base(cfg.model.base, log=log)
     writer.write("system", event="loading_model", base=cfg.model.base, path=base_path, method=cfg.model.method,
                  device=prec.device, precision=prec.name)
