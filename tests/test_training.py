@@ -21,7 +21,7 @@ from helpers import tiny_config, tiny_chat_rows, write_jsonl
 pytestmark = pytest.mark.slow
 
 
-def cli(*args, timeout=300, **kw):
+def cli(*args, timeout=900, **kw):
     return subprocess.run([sys.executable, "-m", "ftwizard", *args], capture_output=True, text=True,
                           timeout=timeout, **kw)
 

@@ -18,98 +18,31 @@ from ftwizard.errors import UserError
 
 
 def iter_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(row number, record) pairs; row is the 1-based line for JSONL, the record index otherwise.
+    """(row number, record) pairs, through the same loader as `ftwizard lint`.
 
     Training needs clean rows, so the first unreadable one stops with its location; the
     full diagnosis of a file is `ftwizard lint`.
     """
-    import orjson
+    from ftwizard.data.loading import iter_records
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}", where="data.train / data.eval", fix="check the path in the config")
-    suffix = path.suffix.lower()
-    lint_hint = f"run `ftwizard lint {path}` for every problem in the file"
-    if suffix in (".jsonl", ".ndjson"):
-        with open(path, "rb") as f:
-            for n, line in enumerate(f, 1):
-                if n == 1 and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                if not line.strip():
-                    continue
-                try:
-                    yield n, orjson.loads(line)
-                except orjson.JSONDecodeError as e:
-                    raise UserError(f"{path.name} line {n}: not valid JSON ({e})", where=f"{path}:{n}", fix=lint_hint) from None
-    elif suffix == ".json":
-        try:
-            data = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as e:
-            raise UserError(f"{path.name}: not valid JSON ({e})", where=str(path), fix=lint_hint) from None
-        if isinstance(data, dict):
-            lists = [v for v in data.values() if isinstance(v, list)]
-            data = lists[0] if len(lists) == 1 else None
-        if not isinstance(data, list):
-            raise UserError(f"{path.name}: expected a JSON array of rows (or an object holding one)", where=str(path), fix=lint_hint)
-        yield from enumerate(data, 1)
-    elif suffix in (".csv", ".parquet"):
-        import pyarrow.csv as pcsv
-        import pyarrow.parquet as pq
-
-        table = pcsv.read_csv(path) if suffix == ".csv" else pq.read_table(path)
-        for i, rec in enumerate(table.to_pylist(), 1):
-            for key, value in list(rec.items()):  # JSON-encoded columns (messages in a CSV cell)
-                if isinstance(value, str) and key in ("messages", "conversations") and value.lstrip().startswith("["):
-                    try:
-                        rec[key] = orjson.loads(value)
-                    except orjson.JSONDecodeError:
-                        pass
-            yield i, rec
-    else:
-        raise UserError(f"unsupported data file type {suffix!r}: {path}", fix="use .jsonl, .json, .csv or .parquet")
-
-
-def assistant_char_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The templated text and the character spans of each assistant turn (end-of-turn included)."""
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans: list[tuple[int, int]] = []
-    cursor = 0
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
-        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if full.startswith(through) and through.startswith(before):
-            spans.append((len(before), len(through)))
-            cursor = len(through)
-            continue
-        # Template not prefix-stable (it rewrites earlier turns): find the content itself.
-        start = full.find(m["content"], cursor)
-        if start < 0:
-            raise ConversionError("the chat template drops or rewrites this assistant turn", f"messages[{i}].content")
-        end = start + len(m["content"])
-        eos = tokenizer.eos_token or ""
-        if eos and full.startswith(eos, end):
-            end += len(eos)
-        spans.append((start, end))
-        cursor = end
-    return full, spans
+    for rec in iter_records(Path(path)):
+        if rec.value is None or not rec.parsed:
+            why = rec.problems[0].message if rec.problems else "the row could not be read"
+            raise UserError(f"{Path(path).name} row {rec.row}: {why}", where=f"{path}:{rec.row}",
+                            fix=f"run `ftwizard lint {path}` for every problem, or `ftwizard data fix --drop-invalid`")
+        yield rec.row, rec.value
 
 
 def encode_conversation(tokenizer, messages: list[dict[str, str]], assistant_only: bool) -> dict[str, list[int]]:
-    text, spans = assistant_char_spans(tokenizer, messages)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = enc["input_ids"]
-    if not assistant_only:
-        return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
-    mask = [0] * len(ids)
-    j = 0
-    for k, (s, e) in enumerate(enc["offset_mapping"]):
-        while j < len(spans) and spans[j][1] <= s:
-            j += 1
-        if j < len(spans) and s < spans[j][1] and e > spans[j][0]:
-            mask[k] = 1
-    return {"input_ids": ids, "assistant_masks": mask}
+    """Token ids and the loss mask, from the same rendering that `ftwizard data show` previews."""
+    from ftwizard.data.template import TemplateError, assistant_token_mask
+
+    try:
+        rendered = assistant_token_mask(tokenizer, messages)
+    except TemplateError as e:
+        raise ConversionError(str(e), "messages") from None
+    mask = [int(m) for m in rendered.trained_mask] if assistant_only else [1] * rendered.tokens
+    return {"input_ids": rendered.input_ids, "assistant_masks": mask}
 
 
 def encode_text(tokenizer, text: str) -> dict[str, list[int]]:
