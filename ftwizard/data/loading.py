@@ -5,8 +5,8 @@ JSON syntax error, the byte offset of bytes that are not UTF-8, a BOM. So JSONL 
 line by line in binary (bounded memory, exact positions) and parsed with orjson; CSV goes
 through the standard library's csv reader fed by the same byte-level line decoder (pyarrow's
 CSV reader stops at the first bad byte without saying where); Parquet streams record batches
-through pyarrow. A JSON file (an array, or an object holding one) must be parsed whole;
-it is the one format that is not streamed (convert large ones to JSONL).
+through pyarrow. A JSON array above 32 MB is parsed element by element; smaller JSON files,
+and an object holding an array, are parsed whole with orjson (faster).
 
 Row numbers: the 1-based line for JSONL, the 1-based record index otherwise.
 """
