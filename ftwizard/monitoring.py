@@ -67,51 +67,104 @@ def describe_event(e: dict[str, Any], max_steps: int | None = None) -> str | Non
     return fn() if fn else None
 
 
-def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = True,
-               stop_on_interrupt: bool = True, out=None) -> int:
-    """Print a run's events until it reaches a final state; the exit code reflects it."""
-    import orjson
+class _Printer:
+    """Where follow_run's output goes: plain lines, or a Rich progress bar on a terminal."""
 
+    def __init__(self, out, bar: bool):
+        self.out = out
+        self.progress = None
+        self.task = None
+        if bar:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                     console=Console(file=out), transient=False)
+            self.progress.start()
+
+    def line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            self.out.write(text + "\n")
+
+    def event(self, e: dict[str, Any], max_steps: int | None, json_lines: bool) -> None:
+        import orjson
+
+        if json_lines:
+            self.out.write(orjson.dumps(e).decode() + "\n")
+            return
+        if self.progress is not None and e.get("kind") == "train":
+            info = f"loss {e.get('loss', float('nan')):.4f}"
+            if e.get("tokens_per_second"):
+                info += f"  {e['tokens_per_second']:,.0f} tok/s"
+            if self.task is None:
+                self.task = self.progress.add_task("training", total=max_steps, info=info)
+            self.progress.update(self.task, completed=e.get("step", 0), total=max_steps, info=info)
+            return
+        text = describe_event(e, max_steps)
+        if text:
+            self.line(text)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.out.flush()
+
+
+def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = True,
+               stop_on_interrupt: bool = True, out=None, bar: bool | None = None) -> int:
+    """Print a run's events until it reaches a final state; the exit code reflects it.
+
+    On a terminal the training steps drive a progress bar (other events print above it);
+    elsewhere every event is a plain line, which is what logs and scripts want.
+    """
     out = out or sys.stdout
+    if bar is None:
+        bar = follow and not json_lines and out.isatty()
+    printer = _Printer(out, bar)
     reader = EventReader(run.events)
     max_steps = None
     interrupted = False
-    while True:
-        try:
-            for e in reader.read_new():
-                if e.get("max_steps"):
-                    max_steps = e["max_steps"]
-                if json_lines:
-                    out.write(orjson.dumps(e).decode() + "\n")
-                else:
-                    line = describe_event(e, max_steps)
-                    if line:
-                        out.write(line + "\n")
-            out.flush()
-            st = run.status()
-            if proc is not None and proc.poll() is not None and st.get("state") not in FINAL_STATES:
-                time.sleep(0.2)  # the status write races the exit; look once more
-                st = run.status()
-            if st.get("state") in FINAL_STATES or not follow:
-                if follow:
-                    for e in reader.read_new():
-                        line = orjson.dumps(e).decode() if json_lines else describe_event(e, max_steps)
-                        if line:
-                            out.write(line + "\n")
-                return _final(run, st, json_lines, out, follow)
-            time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            if not stop_on_interrupt or interrupted:
-                print(f"\nleft run {run.name} running; follow it with `ftwizard monitor {run.path}`", file=sys.stderr)
-                return 130
-            interrupted = True
-            from ftwizard.training.launch import request_stop
 
+    def drain() -> None:
+        nonlocal max_steps
+        for e in reader.read_new():
+            if e.get("max_steps"):
+                max_steps = e["max_steps"]
+            printer.event(e, max_steps, json_lines)
+
+    try:
+        while True:
             try:
-                request_stop(run)
-            except Exception:
-                pass
-            print("\nstopping gracefully (saving a checkpoint); Ctrl-C again leaves it running", file=sys.stderr)
+                drain()
+                out.flush()
+                st = run.status()
+                if proc is not None and proc.poll() is not None and st.get("state") not in FINAL_STATES:
+                    time.sleep(0.2)  # the status write races the exit; look once more
+                    st = run.status()
+                if st.get("state") in FINAL_STATES or not follow:
+                    if follow:
+                        drain()
+                    printer.close()
+                    return _final(run, st, json_lines, out, follow)
+                time.sleep(POLL_S)
+            except KeyboardInterrupt:
+                if not stop_on_interrupt or interrupted:
+                    printer.close()
+                    print(f"\nleft run {run.name} running; follow it with `ftwizard monitor {run.path}`", file=sys.stderr)
+                    return 130
+                interrupted = True
+                from ftwizard.training.launch import request_stop
+
+                try:
+                    request_stop(run)
+                except Exception:
+                    pass
+                printer.line("stopping gracefully (saving a checkpoint); Ctrl-C again leaves it running")
+    finally:
+        printer.close()
 
 
 def _final(run: RunDir, st: dict[str, Any], json_lines: bool, out, follow: bool) -> int:
