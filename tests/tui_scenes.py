@@ -44,10 +44,13 @@ def prepare(folder: Path) -> Path:
     if not (runs / "lora-demo").exists():
         write_history(RunDir(runs / "lora-demo"), 300, eval_every=25, overfit=True)
         write_history(RunDir(runs / "qlora-pilot"), 40, eval_every=10)
-        # fixed times, so ages and durations in the pictures never change
-        for name in ("lora-demo", "qlora-pilot"):
-            RunDir(runs / name).write_status(started_at=time.time() - 3 * 3600)
     return folder
+
+
+def pin_run_ages(folder: Path) -> None:
+    """Started 3 h ago (give or take 29 s of test time), so the picker's ages never change."""
+    for i, name in enumerate(("lora-demo", "qlora-pilot")):
+        RunDir(folder / "runs" / name).write_status(started_at=time.time() - 3 * 3600 - 30 + i * 0.01)
 
 
 def pin_machine(monkeypatch) -> None:
@@ -162,6 +165,8 @@ def _monitor_app(folder: Path):
 
 def _picker_app(folder: Path):
     from ftwizard.tui.app import make_app
+
+    pin_run_ages(folder)
     from ftwizard.tui.themes import theme_dirs
 
     return make_app(runs_dir="runs", picker=True, blink=False, theme_dirs=theme_dirs()[:1])

@@ -113,6 +113,7 @@ class DataStep(Vertical):
             table.add_columns("sev", "rule", "row", "message")
             yield table
             with VerticalScroll(id="data-side"):
+                yield Static(id="data-finding")
                 yield Static(id="data-preview")
                 yield Static(id="data-hist")
 
@@ -188,18 +189,34 @@ class DataStep(Vertical):
         table.clear()
         findings = report.get("errors", []) + report.get("warnings", []) + report.get("infos", [])
         for i, f in enumerate(findings):
-            table.add_row(Text(f["severity"][:4], style=SEVERITY_STYLES.get(f["severity"], "")), f["rule"],
+            sev = {"error": "err", "warning": "warn"}.get(f["severity"], f["severity"])
+            table.add_row(Text(sev, style=SEVERITY_STYLES.get(f["severity"], "")), f["rule"],
                           str(f["row"]) if f.get("row") else "-", f["message"], key=str(i))
         tokens = (report.get("stats") or {}).get("tokens")
-        self.query_one("#data-hist", Static).update(histogram_text(tokens) if tokens else "")
+        width = max(10, self.query_one("#data-side").content_size.width - 22)
+        self.query_one("#data-hist", Static).update(histogram_text(tokens, width) if tokens else "")
 
     # ---- jump to a row and page through rows ------------------------------------------
+    def _findings(self) -> list[dict]:
+        r = self.report or {}
+        return r.get("errors", []) + r.get("warnings", []) + r.get("infos", [])
+
+    @on(DataTable.RowHighlighted, "#lint-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        findings = self._findings()
+        if event.row_key is None or event.row_key.value is None or not findings:
+            return
+        f = findings[int(event.row_key.value)]
+        where = f"row {f['row']}" if f.get("row") else "whole file"
+        self.query_one("#data-finding", Static).update(Text.assemble(
+            (f"{f['rule']} ({where}): ", "bold"), f["message"], ("\nfix: " + f["hint"], "dim") if f.get("hint") else "",
+            "\n"))
+
     @on(DataTable.RowSelected, "#lint-table")
     def _jump(self, event: DataTable.RowSelected) -> None:
         if self.report is None:
             return
-        findings = self.report.get("errors", []) + self.report.get("warnings", []) + self.report.get("infos", [])
-        f = findings[int(event.row_key.value)]
+        f = self._findings()[int(event.row_key.value)]
         if f.get("row"):
             self.row = int(f["row"])
             self.action_row(0)

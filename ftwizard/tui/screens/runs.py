@@ -48,7 +48,7 @@ class RunPickerScreen(Screen):
         self.runs_dir = Path(runs_dir)
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Runs in {self.runs_dir.resolve()}  (Enter: watch, q: quit)", id="picker-title")
+        yield Static(f"Runs in {self.runs_dir}  (Enter: watch, q: quit)", id="picker-title")
         table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "state", "step", "loss", "eval loss", "started")
         yield table
@@ -77,7 +77,7 @@ class RunPickerScreen(Screen):
         if runs:
             table.move_cursor(row=min(keep, len(runs) - 1))
         else:
-            self.query_one("#picker-title", Static).update(f"No runs in {self.runs_dir.resolve()} yet.")
+            self.query_one("#picker-title", Static).update(f"No runs in {self.runs_dir} yet.")
 
     def action_open(self) -> None:
         table = self.query_one(DataTable)

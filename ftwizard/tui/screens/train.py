@@ -62,7 +62,7 @@ class TrainStep(Vertical):
         steps = f"{plan.steps:,}" if plan.steps is not None else "?"
         t.add_row("plan", f"{steps} steps, effective batch {plan.effective_batch}, lr {cfg.training.learning_rate:g}"
                   + ("  [pilot]" if self.app.state.pilot else ""))
-        t.add_row("runs in", str(Path(cfg.runs_dir).resolve()))
+        t.add_row("runs in", str(cfg.runs_dir))
         problems = []
         if not Path(cfg.data.train).is_file():
             problems.append(f"training file not found: {cfg.data.train} (set it on the Hyperparameters step)")

@@ -8,6 +8,7 @@ and the rendered text is cached per (size, data) so repaints cost nothing.
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.text import Text
@@ -25,11 +26,28 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
     f.theme("colorless")
     f.plot_size(width, height)
     f.legend(active=False)
+    # "hd" (quarter blocks) rather than braille: every terminal font and the SVG screenshots have them
     if train[0]:
-        f.draw(f.signal(train[0], train[1], marker=plotext.marker("braille", pixel=TRAIN_COLOUR)).lines())
+        f.draw(f.signal(train[0], train[1], marker=plotext.marker("hd", pixel=TRAIN_COLOUR)).lines())
     if evals[0]:
         f.draw(f.signal(evals[0], evals[1], marker=plotext.marker("dot", pixel=EVAL_COLOUR)))
+    xs = train[0] + evals[0]
+    ticks = step_ticks(min(xs), max(xs), width)
+    if ticks:
+        f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
     return Text.from_ansi(f.build().string(), no_wrap=True)
+
+
+def step_ticks(lo: float, hi: float, width: int) -> list[int]:
+    """Whole-step ticks at 1/2/5 x 10^k spacing, about one per 12 columns."""
+    if hi - lo < 1:
+        return []
+    raw = (hi - lo) / max(2, width // 12)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    step = max(1, int(step))
+    first = int(math.ceil(lo / step) * step)
+    return list(range(first, int(hi) + 1, step))
 
 
 class LossPlot(Widget):
