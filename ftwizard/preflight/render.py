@@ -32,8 +32,8 @@ def summary_line(report: Report) -> str:
         parts.append(f"peak ~{_gib(f['peak_bytes'])}" + (f" of {_gib(mem)} ({f['verdict'].replace('_', ' ')})" if mem else ""))
     if f.get("time_s"):
         t = f["time_s"]
-        parts.append(f"~{t / 3600:.1f} h" if t >= 3600 else f"~{max(1, round(t / 60))} min"
-                     + (f", ${f['cost']:.2f}" if f.get("cost") is not None else ""))
+        when = f"~{t / 3600:.1f} h" if t >= 3600 else f"~{max(1, round(t / 60))} min"
+        parts.append(when + (f", ${f['cost']:.2f}" if f.get("cost") is not None else ""))
     return "pre-flight: " + " · ".join(parts)
 
 
