@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", help="override runs_dir")
     p.add_argument("--max-steps", type=int, help="override training.max_steps (a pilot run)")
     p.add_argument("--json", action="store_true", help="print events as JSON lines (foreground) or the run as JSON")
+    p.add_argument("--force", action="store_true", help="start even when the pre-flight check finds errors")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("runs", help="list runs with state, step, loss and age")
@@ -113,10 +114,12 @@ def _load_with_overrides(args):
 
 
 def cmd_train(args) -> int:
+    from ftwizard.preflight.gate import gate_train
     from ftwizard.training.launch import start_run
 
     cfg = _load_with_overrides(args)
-    run, proc = start_run(cfg, detach=args.detach)
+    preflight = gate_train(cfg, force=args.force, config_path=args.config)  # refuses (exit 1) on errors
+    run, proc = start_run(cfg, detach=args.detach, preflight=preflight)
     if args.detach:
         if args.json:
             import json

@@ -73,11 +73,17 @@ def check_inputs(cfg: RunConfig) -> None:
             raise UserError(f"{field} file not found: {path}", where=field, fix="check the path in the config")
 
 
-def start_run(cfg: RunConfig, detach: bool = True) -> tuple[RunDir, subprocess.Popen]:
+def start_run(cfg: RunConfig, detach: bool = True, preflight: dict | None = None) -> tuple[RunDir, subprocess.Popen]:
     check_inputs(cfg)
     run = new_run_dir(cfg)
     cfg = cfg.model_copy(update={"name": run.name, "runs_dir": run.path.parent.resolve()})
     cfg.save(run.config)
+    if preflight is not None:  # what the pre-flight check knew, for the monitor and the evaluation
+        import json
+
+        from ftwizard.fileio import atomic_write_text
+
+        atomic_write_text(run.path / "preflight.json", json.dumps(preflight, indent=2, default=str))
     run.write_status(state="starting", pid=None, started_at=time.time(), step=0, log=str(run.log))
     proc = _spawn(run, resume=False, detach=detach)
     wait_started(run, proc)
