@@ -92,6 +92,7 @@ def test_detached_run_outlives_its_launcher(tmp_path):
     assert time.time() - t0 < 30  # returns once the trainer has claimed the run, not after training
     pid = info["pid"]
     assert os.getsid(pid) != os.getsid(0)  # its own session: SIGHUP of our terminal never reaches it
+    os.kill(pid, signal.SIGHUP)  # and a hang-up sent to it anyway is ignored
     run = RunDir(info["path"])
     st = wait_for(lambda: run.status() if run.status()["state"] in FINAL_STATES else None)
     assert st["state"] == "completed", st
