@@ -196,3 +196,12 @@ def test_csv_cell_with_broken_json_is_named(tmp_path):
     r = lint_file(p)
     f = next(f for f in r.findings if f.severity == "error")
     assert (f.rule, f.row, f.field) == ("content.not_string", 2, "messages") and "JSON" in f.message
+
+
+def test_label_balance_inside_json_outputs(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"ticket {i}"}, {"role": "assistant", "content": json.dumps(
+        {"category": "billing" if i % 15 else "fraud", "note": f"free text {i}"})}]} for i in range(40)]
+    p = tmp_path / "j.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    f = next(f for f in lint_file(p).findings if f.rule == "labels.imbalance")
+    assert f.row == 1 and "'category'" in f.message and "'fraud' 3" in f.message

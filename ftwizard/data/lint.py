@@ -333,6 +333,7 @@ class Linter:
                         c = self.json_fields.setdefault(k, Counter())
                         if c is not None:
                             c[str(val)] += 1
+                            self.label_first.setdefault(f"{k}={val}", row)
                             if len(c) > JSON_FIELD_MAX_DISTINCT:
                                 self.json_fields[k] = None  # free text, not a label
         else:
@@ -493,19 +494,20 @@ class Linter:
                      f"{main_n:,} rows do", "messages[0]")
 
     def _labels_report(self) -> None:
-        groups: list[tuple[str, Counter]] = []
+        groups: list[tuple[str, Counter, str]] = []  # (what, counts, prefix of label_first keys)
         if self.labels_possible and 2 <= len(self.labels) and self.valid >= 20:
-            groups.append(("assistant output", self.labels))
+            groups.append(("assistant output", self.labels, ""))
         for key, c in self.json_fields.items():
             if c is not None and len(c) >= 2 and sum(c.values()) >= 20 and sum(c.values()) >= 0.8 * self.json_outputs:
-                groups.append((f"JSON field {key!r}", c))
-        for what, counter in groups:
+                groups.append((f"JSON field {key!r}", c, f"{key}="))
+        for what, counter, prefix in groups:
             common = counter.most_common()
             top, top_n = common[0]
             low, low_n = common[-1]
             if top_n / max(low_n, 1) >= IMBALANCE_RATIO:
                 dist = ", ".join(f"{k!r}: {n:,}" for k, n in common[:8]) + (" ..." if len(common) > 8 else "")
-                self.add("labels.imbalance", self.label_first.get(low) if what == "assistant output" else None,
+                first = self.label_first.get(prefix + low)
+                self.add("labels.imbalance", first,
                          f"{what} looks like a class label and is out of balance ({top!r} {top_n:,} vs {low!r} {low_n:,}): {dist}")
 
     def _json_report(self) -> None:

@@ -44,9 +44,10 @@ def lint_report(report: LintReport, per_rule: int = 5) -> Group:
                     msg.append(f"\n  {f.snippet}", style="dim")
                 row = "" if f.row is None else (f"eval {f.row}" if f.file else str(f.row))
                 table.add_row(row, f.field or "", msg)
-            if n > min(len(items), per_rule):
-                table.add_row("", "", Text(f"... and {n - min(len(items), per_rule):,} more (--json lists up to "
-                                           f"{len(items):,})", style="dim"))
+            shown = min(len(items), per_rule)
+            if n > shown:
+                where = "--json lists them" if len(items) == n else f"--json lists {len(items):,} of them"
+                table.add_row("", "", Text(f"... and {n - shown:,} more ({where})", style="dim"))
             table.add_row("", "", Text(f"fix: {RULES[r].hint}", style="italic"))
         parts.append(table)
     parts.append(summary_line(report))
