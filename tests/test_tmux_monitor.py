@@ -132,7 +132,11 @@ def test_wizard_starts_a_real_run_that_outlives_its_terminal(tmux, tmp_path, emb
 
     tmux.start("wiz", f"ftwizard --config tiny.yaml --runs-dir {runs}", tmp_path)
     tmux.wait_screen("wiz", "Have you tried a strong prompt")
-    tmux.keys("wiz", "C-n", "C-n")              # Decide -> Hyperparameters -> Train
+    for _ in range(6):                          # Decide -> ... -> Train, one step per Ctrl+N
+        if "Press t to start" in tmux.screen("wiz"):
+            break
+        tmux.keys("wiz", "C-n")
+        time.sleep(1.0)
     tmux.wait_screen("wiz", "Press t to start")
     tmux.keys("wiz", "t")
     deadline = time.time() + 60

@@ -322,3 +322,21 @@ async def test_run_picker_opens_a_run(runs_dir):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.query_one(DataTable) is table
+
+
+async def test_a_failed_worker_shows_one_error_dialog(cwd_tmp):
+    from ftwizard.tui.screens.modals import ErrorScreen
+
+    app = app_for_tests(runs_dir=cwd_tmp / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        step = await go_to(pilot, "Train")
+
+        def broken():
+            raise RuntimeError("disk on fire")
+
+        step.run_worker(broken, thread=True, exit_on_error=False)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "disk on fire" in " ".join(text_of(s) for s in app.screen.query(Static))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, ErrorScreen)

@@ -11,7 +11,6 @@ import importlib.util
 import time
 from pathlib import Path
 
-from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -197,12 +196,14 @@ class WizardApp(App[int]):
 
         self.push_screen(QuitScreen(names), done)
 
-    # ---- one place for worker failures -----------------------------------------------
-    @on(Worker.StateChanged)
-    def _worker_failed(self, event: Worker.StateChanged) -> None:
+    # ---- one place for worker failures (see ftwizard.tui.workers) ------------------------
+    def report_worker_error(self, worker: Worker) -> None:
+        err = worker.error
+        self.push_screen(ErrorScreen("Something went wrong", f"{type(err).__name__}: {err}"))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
-            err = event.worker.error
-            self.push_screen(ErrorScreen("Something went wrong", f"{type(err).__name__}: {err}"))
+            self.report_worker_error(event.worker)
 
 
 def make_app(config: str | Path | None = None, runs_dir: str | Path | None = None, *,

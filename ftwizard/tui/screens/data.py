@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import DataTable, Input, Label, Static
+from ftwizard.tui.workers import ReportsWorkerErrors
 
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green"}
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -83,7 +84,7 @@ def histogram_text(tokens: dict, width: int = 40) -> Text:
     return out
 
 
-class DataStep(Vertical):
+class DataStep(ReportsWorkerErrors, Vertical):
     TITLE = "Data"
     BINDINGS = [
         Binding("ctrl+o", "lint", "Lint", priority=True),

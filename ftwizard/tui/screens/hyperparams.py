@@ -21,6 +21,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 
 from ftwizard import advice
 from ftwizard.config import DataSection, LoraSection, ModelSection, TrainingSection
+from ftwizard.tui.workers import ReportsWorkerErrors
 
 # (section attribute, model, fields shown; None = all). Data paths are here too so the
 # flow works before the Data step exists; the Data step edits the same fields.
@@ -113,7 +114,7 @@ class FieldRow(Vertical):
         note.set_class(error, "-error")
 
 
-class HyperparamsStep(VerticalScroll):
+class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
     TITLE = "Hyperparameters"
     BINDINGS = [Binding("ctrl+l", "toggle_pilot", "Pilot run")]
 

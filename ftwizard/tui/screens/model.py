@@ -20,6 +20,7 @@ from ftwizard import advice
 from ftwizard.errors import UserError
 from ftwizard.tui.runwatch import format_duration
 from ftwizard.tui.widgets.memory_bar import MemoryBar
+from ftwizard.tui.workers import ReportsWorkerErrors
 
 GB = 2**30
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does_not_fit": "bold red", "unknown": "bold"}
@@ -57,7 +58,7 @@ def config_changes(settings: dict) -> dict[str, object] | None:
     return out
 
 
-class ModelStep(VerticalScroll):
+class ModelStep(ReportsWorkerErrors, VerticalScroll):
     TITLE = "Model"
 
     def __init__(self, **kw):
@@ -99,6 +100,11 @@ class ModelStep(VerticalScroll):
 
     def focus_first(self) -> None:
         self.query_one("#model-method", Select).focus()
+
+    def on_show(self) -> None:
+        """Batch size, max length and checkpointing are edited on other steps: re-estimate."""
+        if self.is_mounted:
+            self.update_estimate()
 
     @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
     def _detect(self) -> None:

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from ftwizard.rundir import RunDir, list_runs
 from ftwizard.tui.runwatch import format_duration, format_number
 from ftwizard.tui.widgets.monitor import RunMonitor
+from ftwizard.tui.workers import ReportsWorkerErrors
 
 
 class MonitorScreen(Screen):
@@ -38,7 +39,7 @@ class MonitorScreen(Screen):
             self.app.pop_screen()
 
 
-class RunPickerScreen(Screen):
+class RunPickerScreen(ReportsWorkerErrors, Screen):
     """`ftwizard runs` in a terminal: pick a run to watch."""
 
     BINDINGS = [Binding("q", "app.request_quit", "Quit"), Binding("enter", "open", "Watch", show=True)]

@@ -19,9 +19,10 @@ from textual.widgets import Static
 
 from ftwizard import advice
 from ftwizard.tui.widgets.monitor import RunMonitor
+from ftwizard.tui.workers import ReportsWorkerErrors
 
 
-class TrainStep(Vertical):
+class TrainStep(ReportsWorkerErrors, Vertical):
     TITLE = "Train"
     BINDINGS = [Binding("t", "start", "Start training")]
 
@@ -81,11 +82,15 @@ class TrainStep(Vertical):
         self.query_one("#train-summary", Static).update(group)
 
     def check_action(self, action: str, parameters) -> bool | None:
-        if action == "start":
-            return self.monitor is None and not self.starting
+        if action == "start":  # again once the last run has ended (a new run, never a reuse)
+            return not self.starting and (self.monitor is None or not self.monitor.watch.active)
         return True
 
-    def action_start(self) -> None:
+    async def action_start(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.remove()
+            self.monitor = None
+            self.query_one("#train-summary").display = True
         cfg = self.app.state.config
         if not Path(cfg.data.train).is_file():
             self.notify(f"training file not found: {cfg.data.train}", severity="error")
@@ -124,3 +129,6 @@ class TrainStep(Vertical):
         self.notify(f"Run {run.name} started. It keeps running if you quit; re-attach with "
                     f"`ftwizard monitor {run.name}`.")
         return self.monitor
+
+    def on_run_monitor_state_changed(self, event: RunMonitor.StateChanged) -> None:
+        self.refresh_bindings()  # "t" comes back once the run has ended

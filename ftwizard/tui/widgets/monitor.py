@@ -27,6 +27,7 @@ from textual.worker import get_current_worker
 from ftwizard.rundir import RunDir
 from ftwizard.tui.runwatch import RunWatch, format_duration, format_number
 from ftwizard.tui.widgets.loss_plot import LossPlot
+from ftwizard.tui.workers import ReportsWorkerErrors
 
 STATE_STYLES = {
     "starting": "yellow", "running": "bold green", "stopping": "yellow", "stopped": "cyan",
@@ -43,7 +44,7 @@ def progress_bar(fraction: float | None, width: int) -> Text:
     return Text("█" * done, style="green") + Text("░" * (width - done), style="dim")
 
 
-class RunMonitor(Vertical, can_focus=True):
+class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
     """Follows one run folder. Keys: s stop, r resume, l log."""
 
     DEFAULT_CSS = """
