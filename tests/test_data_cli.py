@@ -97,3 +97,12 @@ def test_help_stays_light():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_data_layer_imports_no_ui_and_no_ml_stack():
+    """Domain code never imports Textual; the data layer loads transformers only when a tokenizer is asked for."""
+    code = ("import sys; import ftwizard.data.lint, ftwizard.data.fix, ftwizard.data.preview, ftwizard.data.render, "
+            "ftwizard.data.stats, ftwizard.data.guidance; "
+            "print(','.join(m for m in ('textual', 'torch', 'transformers', 'datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
