@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="override training.max_steps (a pilot run)")
     p.add_argument("--json", action="store_true", help="print events as JSON lines (foreground) or the run as JSON")
     p.add_argument("--force", action="store_true", help="start even when the pre-flight check finds errors")
+    _add_launch_args(p)
+    p.add_argument("--print-launch", action="store_true",
+                   help="print the command to run on each node (and the torchrun call) and exit")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("runs", help="list runs with state, step, loss and age")
@@ -52,7 +55,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--detach", action="store_true")
     p.add_argument("--json", action="store_true")
+    _add_launch_args(p, resume=True)
     p.set_defaults(handler=cmd_resume)
+
+
+def _add_launch_args(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    """Several processes / machines through torchrun (see ftwizard.training.distributed)."""
+    g = p.add_argument_group("several GPUs or machines" + (" (default: as the run was launched)" if resume else ""))
+    g.add_argument("--gpus", type=int, metavar="N", help="processes on this machine, one per GPU (on a CPU-only "
+                   "machine: N CPU processes with the gloo backend)")
+    g.add_argument("--strategy", choices=["ddp", "fsdp"], help="ddp: a full copy per GPU (default); fsdp: parameters, "
+                   "gradients and optimizer states sharded across GPUs")
+    g.add_argument("--nodes", type=int, metavar="K", help="machines taking part (default 1)")
+    g.add_argument("--node-rank", type=int, metavar="R", help="this machine's number, 0..K-1 (0 keeps the results)")
+    g.add_argument("--master-addr", metavar="HOST", help="address of node 0, reachable from every node")
+    g.add_argument("--master-port", type=int, metavar="P", help="a free TCP port on node 0 (default 29500)")
 
 
 def _runs_dir(args):
@@ -117,9 +134,14 @@ def cmd_train(args) -> int:
     from ftwizard.preflight.gate import gate_train
     from ftwizard.training.launch import start_run
 
+    from ftwizard.training.distributed import spec_from_args
+
     cfg = _load_with_overrides(args)
+    spec = spec_from_args(args)
+    if args.print_launch:
+        return _print_launch(args, cfg, spec)
     preflight = gate_train(cfg, force=args.force, config_path=args.config)  # refuses (exit 1) on errors
-    run, proc = start_run(cfg, detach=args.detach, preflight=preflight)
+    run, proc = start_run(cfg, detach=args.detach, preflight=preflight, spec=spec)
     if args.detach:
         if args.json:
             import json
@@ -132,6 +154,16 @@ def cmd_train(args) -> int:
             print(f"  stop:    ftwizard stop {run.path}")
         return 0
     return follow(run, proc=proc, json_lines=args.json)
+
+
+def _print_launch(args, cfg, spec) -> int:
+    from ftwizard.training.distributed import LaunchSpec, check_spec, describe_launch
+
+    spec = spec or LaunchSpec()
+    check_spec(spec, cfg.model.method, cfg.training.device, cfg.name or "NAME")
+    name = cfg.name or ("NAME" if spec.nodes > 1 else None)
+    print(describe_launch(spec, args.config, name, str(cfg.runs_dir / (name or "RUN"))))
+    return 0
 
 
 def follow(run, proc=None, json_lines: bool = False, plain_progress: bool | None = None) -> int:
@@ -204,8 +236,10 @@ def cmd_resume(args) -> int:
     from ftwizard.rundir import find_run
     from ftwizard.training.launch import resume_run
 
+    from ftwizard.training.distributed import LaunchSpec, spec_from_args
+
     run = find_run(args.run, _runs_dir(args))
-    proc = resume_run(run, detach=args.detach)
+    proc = resume_run(run, detach=args.detach, spec=spec_from_args(args, base=LaunchSpec.load(run.path)))
     if args.detach:
         print(f"resumed run {run.name} in the background (pid {proc.pid}); follow: ftwizard monitor {run.path}")
         return 0

@@ -1,7 +1,10 @@
 """The trainer's voice: a TrainerCallback that writes events and status, and obeys stop.
 
 Metrics leave through `on_log` (TRL's pattern), so reading them costs no extra device
-sync. Stop requests (SIGTERM/SIGINT or a STOP file, which also works across machines
+sync. Under torchrun every rank runs this callback (the Trainer calls it everywhere);
+ranks other than 0 get a folder view that writes nothing, and the two cross-rank
+agreements (stop, memory) are collectives that every rank reaches at the same point.
+Tokens per second come from TRL's `num_tokens`, already summed over ranks. Stop requests (SIGTERM/SIGINT or a STOP file, which also works across machines
 on a shared disk) are checked at each step end; the Trainer then saves a checkpoint
 at that exact step and returns, so resume continues from where it stopped.
 """
@@ -18,6 +21,29 @@ from transformers import TrainerCallback
 from ftwizard.rundir import EventWriter, RunDir
 
 STATUS_EVERY_S = 2.0
+
+
+def _world(args) -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_ranks_max(args, value: float) -> float:
+    """The maximum of `value` over all ranks (a no-op in a single process).
+
+    Used to agree on a stop (any rank saw the STOP file or a signal, so all stop at the
+    same step; otherwise the others would wait in a collective for ever) and to report
+    memory per GPU as the worst rank's. Every rank calls it at the same points."""
+    if _world(args) <= 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64 if args.device.type == "cpu" else torch.float32,
+                     device=args.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
 
 
 def process_memory_gb() -> float:
@@ -58,6 +84,9 @@ class RunEvents(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if not self.stop_flag.get("requested") and self.run.stop_file.exists():
             self.stop_flag.update(requested=True, reason="STOP file")
+        anyone = all_ranks_max(args, 1.0 if self.stop_flag.get("requested") else 0.0)  # every rank, every step
+        if anyone > 0 and not self.stop_flag.get("requested"):
+            self.stop_flag.update(requested=True, reason="STOP file")  # seen by another rank
         if self.stop_flag.get("requested") and not control.should_training_stop:
             control.should_training_stop = True
             control.should_save = True  # checkpoint at this very step, so resume is exact
@@ -74,7 +103,7 @@ class RunEvents(TrainerCallback):
         done = step - self._first_step
         eta = (state.max_steps - step) * elapsed / done if done > 0 and state.max_steps else None
         common = {"step": step, "epoch": round(state.epoch or 0.0, 4), "elapsed_s": round(elapsed, 3),
-                  "memory_gb": round(process_memory_gb(), 3)}
+                  "memory_gb": round(all_ranks_max(args, process_memory_gb()), 3)}  # per GPU: the fullest one
         if "eval_loss" in logs:
             self.writer.write("eval", eval_loss=logs["eval_loss"],
                               eval_tokens_per_second=logs.get("eval_samples_per_second"), **common)

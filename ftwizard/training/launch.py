@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftwizard.config import RunConfig, load_config
 from ftwizard.errors import UserError
 from ftwizard.rundir import ACTIVE_STATES, RunDir
+
+if TYPE_CHECKING:
+    from ftwizard.training.distributed import LaunchSpec
 
 
 def new_run_dir(cfg: RunConfig) -> RunDir:
@@ -73,11 +77,21 @@ def check_inputs(cfg: RunConfig) -> None:
             raise UserError(f"{field} file not found: {path}", where=field, fix="check the path in the config")
 
 
-def start_run(cfg: RunConfig, detach: bool = True, preflight: dict | None = None) -> tuple[RunDir, subprocess.Popen]:
+def start_run(cfg: RunConfig, detach: bool = True, preflight: dict | None = None,
+              spec: "LaunchSpec | None" = None) -> tuple[RunDir, subprocess.Popen]:
+    """Create the run folder and start its trainer; with `spec`, a torchrun launch (see distributed.py)."""
     check_inputs(cfg)
+    if spec is not None:
+        from ftwizard.training.distributed import check_spec, node_run_name, visible_gpu_count
+
+        check_spec(spec, cfg.model.method, cfg.training.device, cfg.name, visible_gpu_count())
+        if spec.node_rank > 0:
+            cfg = cfg.model_copy(update={"name": node_run_name(cfg.name, spec.node_rank)})
     run = new_run_dir(cfg)
     cfg = cfg.model_copy(update={"name": run.name, "runs_dir": run.path.parent.resolve()})
     cfg.save(run.config)
+    if spec is not None:
+        spec.save(run.path)
     if preflight is not None:  # what the pre-flight check knew, for the monitor and the evaluation
         import json
 
@@ -90,7 +104,8 @@ def start_run(cfg: RunConfig, detach: bool = True, preflight: dict | None = None
     return run, proc
 
 
-def resume_run(run: RunDir, detach: bool = True) -> subprocess.Popen:
+def resume_run(run: RunDir, detach: bool = True, spec: "LaunchSpec | None" = None) -> subprocess.Popen:
+    """Continue from the last checkpoint; a distributed run relaunches as it was, or as `spec` says."""
     st = run.status()
     state = st.get("state")
     if state in ACTIVE_STATES:
@@ -103,7 +118,12 @@ def resume_run(run: RunDir, detach: bool = True) -> subprocess.Popen:
     if ckpt is None:
         raise UserError(f"run {run.name} has no checkpoint to resume from", where=str(run.checkpoints),
                         fix="start it again with `ftwizard train` (set training.save_every to keep checkpoints)")
-    load_config(run.config)  # fail here, clearly, rather than in the background
+    cfg = load_config(run.config)  # fail here, clearly, rather than in the background
+    if spec is not None:
+        from ftwizard.training.distributed import check_spec, visible_gpu_count
+
+        check_spec(spec, cfg.model.method, cfg.training.device, cfg.name, visible_gpu_count())
+        spec.save(run.path)
     proc = _spawn(run, resume=True, detach=detach)
     wait_started(run, proc)
     return proc

@@ -61,7 +61,7 @@ def choose_precision(cfg: RunConfig) -> Precision:
     return Precision("cuda", want == "bf16", want == "fp16")
 
 
-def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision):
+def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, strategy: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -85,7 +85,7 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision):
         kwargs["dtype"] = prec.compute_dtype
     else:
         kwargs["dtype"] = torch.float32
-    if prec.device == "cuda":
+    if prec.device == "cuda" and strategy != "fsdp":  # FSDP places (and shards) the weights itself
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
@@ -106,12 +106,49 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision):
     return model, tok
 
 
-def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool):
+def distributed_kwargs(strategy: str | None, layer_classes: list[str]) -> dict[str, Any]:
+    """TrainingArguments for a torchrun launch: process-group timeout, and FSDP2 when asked.
+
+    FSDP: full shard (reshard after forward), the decoder block as the wrap unit, weights
+    read on the first process only (cpu_ram_efficient_loading), sharded checkpoints
+    (each rank saves its shard; resume loads them)."""
+    if strategy is None:
+        return {}
+    out: dict[str, Any] = {"ddp_timeout": int(os.environ.get("FTWIZARD_DIST_TIMEOUT", "900")),
+                           "ddp_find_unused_parameters": False}
+    if strategy == "fsdp":
+        out["fsdp"] = True
+        out["fsdp_config"] = {
+            "version": 2, "reshard_after_forward": True, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "transformer_layer_cls_to_wrap": layer_classes, "cpu_ram_efficient_loading": True,
+            "state_dict_type": "SHARDED_STATE_DICT",
+        }
+    return out
+
+
+def block_classes(cfg: RunConfig, base_path: str) -> list[str]:
+    """The transformer block class names of a model (FSDP's wrap unit), from its config alone."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    mcfg = AutoConfig.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
+    import torch
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(mcfg, trust_remote_code=cfg.model.trust_remote_code)
+    names = list(getattr(model, "_no_split_modules", None) or [])
+    if not names:
+        raise UserError(f"cannot tell the transformer block of {cfg.model.base} for FSDP wrapping",
+                        where="--strategy", fix="use --strategy ddp for this model")
+    return names
+
+
+def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool, dist: dict | None = None):
     from trl import SFTConfig
 
     t = cfg.training
     eval_every = t.eval_every if has_eval else 0
     return SFTConfig(
+        **(dist or {}),
         output_dir=str(run.checkpoints),
         max_length=cfg.data.max_length,
         packing=cfg.data.packing,
@@ -150,8 +187,11 @@ def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: boo
     )
 
 
-def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, resume_from: Path | None, log=print) -> str:
-    """Train; returns the final state (completed, stopped). Raises on failure."""
+def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, resume_from: Path | None, log=print,
+          strategy: str | None = None) -> str:
+    """Train; returns the final state (completed, stopped). Raises on failure.
+
+    `strategy` (ddp or fsdp) means this process is one rank of a torchrun launch."""
     from datasets import Dataset
 
     from ftwizard.models.resolve import resolve_base
@@ -165,7 +205,15 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     base_path = resolve_base(cfg.model.base, log=log)
     writer.write("system", event="loading_model", base=cfg.model.base, path=base_path, method=cfg.model.method,
                  device=prec.device, precision=prec.name)
-    model, tok = load_model_and_tokenizer(cfg, base_path, prec)
+    dist = distributed_kwargs(strategy, block_classes(cfg, base_path) if strategy == "fsdp" else [])
+    if strategy == "fsdp":
+        if cfg.model.method == "qlora" and prec.device != "cuda":
+            raise UserError("QLoRA with FSDP needs GPUs", where="--strategy", fix="use --strategy ddp or method lora")
+        os.environ["ACCELERATE_USE_FSDP"] = "true"  # with the process group up, from_pretrained loads on rank 0 only
+    sft_args = build_sft_config(cfg, run, prec, cfg.data.eval is not None, dist) if strategy else None
+    if sft_args is not None:
+        _ = sft_args.device  # joins the process group (gloo on CPU, NCCL on GPU) before the weights load
+    model, tok = load_model_and_tokenizer(cfg, base_path, prec, strategy)
     if hasattr(model, "get_nb_trainable_parameters"):
         trainable, total = model.get_nb_trainable_parameters()
     else:
@@ -184,8 +232,10 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     from trl import SFTTrainer
 
     callback = RunEvents(run, writer, stop_flag)
+    if sft_args is None or (eval_ds is not None) != (cfg.data.eval is not None):
+        sft_args = build_sft_config(cfg, run, prec, eval_ds is not None, dist)
     trainer = SFTTrainer(
-        model=model, args=build_sft_config(cfg, run, prec, eval_ds is not None),
+        model=model, args=sft_args,
         train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[callback],
     )
     if resume_from is not None:
@@ -201,8 +251,11 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     if eval_ds is not None and (not cfg.training.eval_every or step % cfg.training.eval_every):
         trainer.evaluate()  # always end with an eval point, so the last row has eval_loss
     out = run.adapter if cfg.model.method in ("lora", "qlora") else run.model
+    if trainer.is_fsdp_enabled:  # the result is one ordinary file set, gathered from the shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(out))
-    tok.save_pretrained(str(out))
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(out))
     writer.write("system", event="saved", path=str(out), step=step)
     run.write_status(step=step, output=str(out))
     return "completed"

@@ -4,6 +4,10 @@ It owns the run folder while it lives: holds an exclusive lock (a second trainer
 refused), writes status.json and events.jsonl, and turns every ending into a state:
 completed, stopped (graceful), or failed with a one-line message and the log path.
 It ignores SIGHUP, so a dropped SSH session never kills it.
+
+With a `launch.json` in the folder it trains through torchrun instead and supervises
+the ranks (see distributed.py); each rank is `... worker RUN_DIR --rank`, which takes
+no lock and, unless it is global rank 0, writes nothing but its failure file.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ftwizard.training.worker")
     ap.add_argument("run_dir")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--rank", action="store_true", help="a rank started by torchrun (internal)")
     args = ap.parse_args(argv)
+    if args.rank:
+        return rank_main(RunDir(args.run_dir), args.resume)
     run = RunDir(args.run_dir)
     try:
         lock_fd = acquire_lock(run)
@@ -77,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     writer = EventWriter(run.events)
     writer.write("system", event="process_start", pid=os.getpid(), resume=args.resume)
     _quiet_libraries()
+    from ftwizard.training.distributed import LaunchSpec
+
+    spec = LaunchSpec.load(run.path)
+    if spec is not None:
+        try:
+            return supervise(run, spec, args.resume, writer, stop_flag)
+        finally:
+            writer.close()
+            os.close(lock_fd)
     try:
         cfg = load_config(run.config)
         resume_from = None
@@ -113,6 +129,108 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         writer.close()
         os.close(lock_fd)
+
+
+def supervise(run: RunDir, spec, resume: bool, writer: EventWriter, stop_flag: dict) -> int:
+    """Run this node's ranks through torchrun and turn how they ended into the run's state."""
+    import shutil
+
+    from ftwizard.training import distributed as dist
+
+    shutil.rmtree(run.path / dist.RANKS_DIR, ignore_errors=True)  # failures of an earlier attempt are not this one's
+    run.write_status(world_size=spec.world_size, nodes=spec.nodes, node_rank=spec.node_rank, strategy=spec.strategy)
+    writer.write("system", event="launch", world_size=spec.world_size, nodes=spec.nodes, node_rank=spec.node_rank,
+                 gpus_per_node=spec.gpus, strategy=spec.strategy)
+    if spec.node_rank > 0:  # no rank 0 here to report progress: this folder's state is this node's
+        run.write_status(state="running")
+    try:
+        rc, tail = dist.run_ranks(spec, run.path, resume, lambda: stop_flag.get("requested"))
+    except OSError as e:
+        msg = f"could not start torchrun: {e}"
+        writer.write("system", event="failed", message=msg)
+        run.write_status(state="failed", message=msg, ended_at=time.time())
+        return 1
+    result = dist.read_rank_files(run.path).get(0, {})
+    if rc == 0 and spec.node_rank > 0:
+        run.write_status(state="completed", ended_at=time.time(),
+                         message=f"node {spec.node_rank} of {spec.nodes} finished; node 0's run folder has the result")
+        writer.write("system", event="completed")
+        return 0
+    if rc == 0 and result.get("state") in ("completed", "stopped"):
+        state = result["state"]
+        writer.write("system", event=state)
+        run.write_status(state=state, ended_at=time.time(), step=result.get("step"), output=result.get("output"),
+                         message="stopped on request; `ftwizard resume` continues" if state == "stopped" else None)
+        return 0
+    if rc == 0:
+        rank, msg = 0, "the ranks exited without a result (see the log)"
+    else:
+        rank, msg = dist.failure_message(spec, run.path, rc, tail)
+    writer.write("system", event="failed", message=msg, rank=rank)
+    run.write_status(state="failed", message=f"{msg} (details in {run.log})", failed_rank=rank, ended_at=time.time(),
+                     step=result.get("step") or run.read_status().get("step"))
+    return 1
+
+
+class _QuietRun(RunDir):
+    """The run folder as a rank other than 0 sees it: readable (STOP, checkpoints), never written."""
+
+    def write_status(self, **fields):
+        return {}
+
+
+class _NullWriter:
+    def write(self, kind: str, **fields):
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def rank_main(run: RunDir, resume: bool) -> int:
+    """One rank under torchrun: train; global rank 0 reports, every rank records its own failure."""
+    from ftwizard.training import distributed as dist
+
+    rank = int(os.environ.get("RANK", "0"))
+    main_rank = rank == 0
+    # SIGTERM stays fatal (torchrun tears ranks down with it); stop requests arrive as the STOP file.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _quiet_libraries()
+    view = run if main_rank else _QuietRun(run.path)
+    writer = EventWriter(run.events) if main_rank else _NullWriter()
+    stop_flag: dict = {"requested": False}
+    try:
+        cfg = load_config(run.config)
+        resume_from = None
+        if resume:
+            resume_from = run.last_checkpoint()
+            if resume_from is None:
+                raise UserError("no checkpoint to resume from on this node", where=str(run.checkpoints),
+                                fix="resuming a run across machines needs the run folder on a shared disk")
+        from ftwizard.training.trainer import train
+
+        state = train(view, cfg, writer, stop_flag, resume_from, log=lambda m: print(m, flush=True),
+                      strategy=os.environ.get("FTWIZARD_STRATEGY", "ddp"))
+        if main_rank:
+            st = run.read_status()
+            dist.write_rank_file(run.path, rank, state=state, step=st.get("step"), output=st.get("output"))
+        return 0
+    except BaseException as e:  # noqa: BLE001 - the supervisor reads this file to name the failing rank
+        if isinstance(e, UserError):
+            msg = e.what + (f" ({e.where})" if e.where else "") + (f"; {e.fix}" if e.fix else "")
+            print(e.render(), file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+            msg = _one_line(e)
+        step = getattr(e, "step", None)
+        try:
+            dist.write_rank_file(run.path, rank, state="failed", message=msg, step=step)
+        except OSError:
+            pass
+        return 1
+    finally:
+        writer.close()
 
 
 def _one_line(e: BaseException) -> str:
