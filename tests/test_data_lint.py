@@ -205,3 +205,42 @@ def test_label_balance_inside_json_outputs(tmp_path):
     p.write_text("\n".join(json.dumps(r) for r in rows))
     f = next(f for f in lint_file(p).findings if f.rule == "labels.imbalance")
     assert f.row == 1 and "'category'" in f.message and "'fraud' 3" in f.message
+
+
+def _random_value(r, depth=0):
+    c = r.random()
+    if depth > 3 or c < 0.3:
+        return r.choice([None, True, 0, 1.5, "", " ", "hi", "<|im_end|>", "a@b.co", [], {}])
+    if c < 0.5:
+        return [_random_value(r, depth + 1) for _ in range(r.randint(0, 3))]
+    keys = ["messages", "conversations", "role", "content", "from", "value", "instruction", "input", "output",
+            "prompt", "completion", "text", "chosen", "rejected", "system", "type"]
+    d = {r.choice(keys): _random_value(r, depth + 1) for _ in range(r.randint(0, 3))}
+    if r.random() < 0.5:
+        d["messages"] = [{"role": r.choice(["user", "assistant", "system", "bot", None, 3]),
+                          "content": _random_value(r, 3) if r.random() < 0.3 else "txt"} for _ in range(r.randint(0, 4))]
+    return d
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_rows_never_crash(tmp_path, seed):
+    """Whatever the rows hold, lint, fix and split answer with findings or a UserError, never a traceback."""
+    import random
+
+    from ftwizard.data.fix import fix_file, split_file
+
+    r = random.Random(seed)
+    lines = [json.dumps(_random_value(r)) for _ in range(30)] + ["{bad"]
+    p = tmp_path / "fuzz.jsonl"
+    p.write_text("\n".join(lines))
+    before = sha(p)
+    rep = lint_file(p, LintOptions(eval_path=p))
+    assert rep.rows == 31 and ("json.invalid", 31) in hits(rep)
+    json.dumps(rep.to_dict())
+    for run in (lambda: fix_file(p, tmp_path / "o.jsonl", dedup="near", drop_invalid=True, redact_pii=True, to_messages=True),
+                lambda: split_file(p, tmp_path / "s", eval_fraction=0.3, drop_invalid=True, stratify=seed % 2 == 0)):
+        try:
+            run()
+        except UserError:
+            pass
+    assert sha(p) == before
