@@ -263,6 +263,7 @@ def _render(d: dict) -> None:
         if p.get("error"):
             con.print(f"[red]probe failed:[/] {p['error']}")
         else:
-            con.print(f"Probe ({p['device']}, {p['steps']} steps on the longest batches): measured "
-                      f"{p['measured_bytes'] / 1024**3:.2f} GiB ({p['metric']}) vs estimate "
-                      f"{p['estimate_bytes'] / 1024**3:.2f} GiB")
+            con.print(f"Probe ({p['device']}, {p['steps']} steps on the longest batches, seq {p['seq_len']}): "
+                      f"measured {p['measured_bytes'] / 1024**3:.2f} GiB vs estimate "
+                      f"{p['estimate_compared_bytes'] / 1024**3:.2f} GiB ({p['error_pct']:+.1f} %)")
+            con.print(f"[dim]  measured: {p['metric']}[/]")

@@ -64,3 +64,48 @@ def saved_activation_bytes(model, input_ids, *, autocast_dtype=None, device_type
     for w, n in seen.values():
         agg[w] = agg.get(w, 0) + n
     return agg
+
+
+def live_tensor_bytes(model, optimizer=None) -> int:
+    """Bytes of the model's parameters, buffers and the optimizer's state tensors (deduplicated)."""
+    import torch
+
+    seen: dict[int, int] = {}
+    tensors = list(model.parameters()) + list(model.buffers())
+    if optimizer is not None:
+        for st in optimizer.state.values():
+            tensors += [v for v in st.values() if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        if t.device.type == "cpu":
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+def cpu_peak_tensor_bytes(step_fn, baseline_bytes: int = 0) -> int:
+    """Peak bytes of live CPU tensors while `step_fn()` runs: the CPU analogue of
+    `torch.cuda.max_memory_allocated` (RSS would also count the allocator's cached pages,
+    mapped files and Python objects).
+
+    torch.profiler with profile_memory records every op's own net allocation and every
+    free outside an op; replaying them in time order gives the live bytes after each op.
+    A temporary allocated and freed inside one op is missed, so this is a lower bound at
+    op granularity; at equal times allocations are replayed before frees. `baseline_bytes`: what was alive before (parameters, optimizer state).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step_fn()
+    points = []
+    for e in prof.events():
+        d = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        if d:
+            # An op's own net allocation is settled when it ends (its frees of inputs it
+            # consumed, e.g. autograd releasing saved tensors, come after its children).
+            points.append((e.time_range.end, -d, d))
+    points.sort()
+    cur = peak = 0
+    for _, _, d in points:
+        cur += d
+        peak = max(peak, cur)
+    return baseline_bytes + peak
