@@ -185,6 +185,8 @@ class RunWatch:
                     self.train.append(step, math.log10(loss))
                 elif not math.isfinite(loss) and self.nan_step is None:
                     self.nan_step = int(step)
+            elif "loss" in e and e["loss"] is None and step is not None and self.nan_step is None:
+                self.nan_step = int(step)  # JSON has no NaN: orjson writes a NaN loss as null
             grad = _num(e.get("grad_norm"))
             if grad is not None and not math.isfinite(grad) and self.nan_step is None and step is not None:
                 self.nan_step = int(step)
@@ -333,3 +335,32 @@ def format_number(v: Any, style: str = "g") -> str:
     if style == "int":
         return f"{n:,.0f}"
     return f"{n:.4g}"
+
+
+def last_losses(run: RunDir, tail_bytes: int = 65_536) -> tuple[float | None, float | None]:
+    """Latest train and eval loss from the end of events.jsonl only (a picker row must not
+    parse a 200,000-event file every refresh)."""
+    import orjson
+
+    try:
+        size = os.path.getsize(run.events)
+        with open(run.events, "rb") as f:
+            f.seek(max(0, size - tail_bytes))
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    loss = eval_loss = None
+    for line in reversed(lines[1:] if size > tail_bytes else lines):
+        try:
+            e = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(e, dict):
+            continue
+        if loss is None and e.get("kind") == "train":
+            loss = _num(e.get("loss"))
+        if eval_loss is None and e.get("kind") == "eval":
+            eval_loss = _num(e.get("eval_loss"))
+        if loss is not None and eval_loss is not None:
+            break
+    return loss, eval_loss

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -11,8 +12,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ftwizard.rundir import RunDir, list_runs
-from ftwizard.tui.runwatch import format_duration, format_number
+from ftwizard.rundir import RunDir
+from ftwizard.tui.runwatch import format_duration, format_number, last_losses
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
 
@@ -39,6 +40,18 @@ class MonitorScreen(Screen):
             self.app.pop_screen()
 
 
+@dataclass
+class _Row:
+    name: str
+    path: Path
+    state: str
+    step: int | None
+    max_steps: int | None
+    loss: float | None
+    eval_loss: float | None
+    started_at: float | None
+
+
 class RunPickerScreen(ReportsWorkerErrors, Screen):
     """`ftwizard runs` in a terminal: pick a run to watch."""
 
@@ -62,10 +75,19 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def _load(self) -> None:
-        runs = list_runs(self.runs_dir)
+        runs = []
+        if self.runs_dir.is_dir():
+            for p in self.runs_dir.iterdir():
+                run = RunDir(p)
+                if p.is_dir() and run.exists():
+                    st = run.status()
+                    loss, eval_loss = last_losses(run)
+                    runs.append(_Row(run.name, p, st.get("state", "unknown"), st.get("step"), st.get("max_steps"),
+                                     loss, eval_loss, st.get("started_at")))
+        runs.sort(key=lambda r: r.started_at or 0, reverse=True)
         self.app.call_from_thread(self._fill, runs)
 
-    def _fill(self, runs) -> None:
+    def _fill(self, runs: list["_Row"]) -> None:
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear()
