@@ -112,7 +112,7 @@ def _check_max_length(n: int) -> None:
 def cmd_lint(args) -> int:
     from pathlib import Path
 
-    from ftwizard.data.lint import LintOptions, lint_file
+    from ftwizard.data.lint import LintOptions
     from ftwizard.data.loading import check_readable
 
     _check_max_length(args.max_length)
@@ -123,7 +123,7 @@ def cmd_lint(args) -> int:
     opts = LintOptions(tokenizer=tok, model=None if tok is None else args.model, max_length=args.max_length,
                        task_type=args.task_type, eval_path=Path(args.eval) if args.eval else None,
                        system_prompt=args.system_prompt, pii=not args.no_pii, dedup=not args.no_dedup)
-    report = lint_file(args.file, opts)
+    report = _lint_with_progress(args.file, opts, quiet=args.json)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -131,6 +131,18 @@ def cmd_lint(args) -> int:
 
         _console().print(lint_report(report, per_rule=max(1, args.show)))
     return report.exit_code
+
+
+def _lint_with_progress(path, opts, quiet: bool):
+    """Lint, showing a row counter on a terminal (stderr) for files that take a while."""
+    from ftwizard.data.lint import lint_file
+
+    if quiet or not sys.stderr.isatty():
+        return lint_file(path, opts)
+    from rich.console import Console
+
+    with Console(stderr=True).status("linting...") as status:
+        return lint_file(path, opts, progress=lambda n: status.update(f"linting... {n:,} rows"))
 
 
 def cmd_fix(args) -> int:
