@@ -235,7 +235,11 @@ class Linter:
         if len(rows) < self.o.max_per_rule:
             rows.append(rec.row)
         for k in result.extra_keys:
-            slot = self.unknown_keys.setdefault(k, [0, rec.row])
+            slot = self.unknown_keys.get(k)
+            if slot is None:
+                if len(self.unknown_keys) >= 50:  # rows keyed by ids or free text: enough to say so
+                    continue
+                slot = self.unknown_keys[k] = [0, rec.row]
             slot[0] += 1
         if result.fmt == "text":
             text = rec.value["text"]
