@@ -4,9 +4,10 @@ One compiled pattern finds candidates in a single pass; each candidate is then
 validated by a library that knows the rules: python-stdnum (Luhn for card numbers,
 IBAN check digits, US SSN ranges), phonenumbers (a real, dialable number), ipaddress
 (a public address). This keeps false positives low (an order number is not a card
-number unless it passes Luhn and has a card prefix) and the scan fast: detect-secrets
-runs a dozen plugins and an entropy scan per line and measured ~100x slower on chat
-rows, so secrets are matched by the provider-specific token shapes it also uses.
+number unless it passes Luhn and has a card prefix) and the scan fast. detect-secrets was
+measured on 600 chat messages: ~3.3 ms a message (about 50x this scan) and its entropy
+plugins flagged every one of them, so secrets are matched here by the provider-specific
+token shapes (its keyword-free detectors use the same shapes).
 """
 
 from __future__ import annotations
