@@ -54,7 +54,17 @@ def test_counts_stay_exact_when_the_template_reads_the_content(embedded_tokenize
     tc = TokenCounter(tok)
     convs = TRICKY * 4
     assert tc.count_conversations(convs) == [reference(tok, c) for c in convs]
-    assert not tc._use_skeletons  # spliced text differed from the real render: dropped
+    assert not tc._use_skeletons  # the template filters content: every row goes through Jinja
+
+
+def test_spot_checks_catch_a_template_the_static_check_misses(embedded_tokenizer):
+    tok = copy.deepcopy(embedded_tokenizer)
+    tok.chat_template = tok.chat_template.replace("message['content']", "(message['content'] if message['content'] != 'x' else 'why')")
+    tc = TokenCounter(tok)
+    assert tc._use_skeletons
+    convs = TRICKY * 4  # TRICKY[3] has the content 'x'
+    assert tc.count_conversations(convs) == [reference(tok, c) for c in convs]
+    assert not tc._use_skeletons  # the spliced text differed from the real render: dropped
 
 
 def test_slow_paths_agree(embedded_tokenizer):

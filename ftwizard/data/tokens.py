@@ -111,6 +111,23 @@ def _word_splitter(backend):
     return None
 
 
+_CONTENT = r"""(?:content['"]?\]?|content\b)"""
+
+
+def _reads_content(template: str) -> bool:
+    """Whether a template transforms or tests message text (`| trim`, `.split(`, `'</think>' in content`).
+
+    Such templates render each row through Jinja: splicing contents into a skeleton would
+    differ from the real render on rows the spot checks miss (Llama 3 trims every turn).
+    """
+    import re
+
+    return bool(re.search(_CONTENT + r"\s*\|(?!\s*(?:string|safe)\b)", template)
+                or re.search(_CONTENT + r"\s*\.\s*\w+\s*\(", template)
+                or re.search(r"\bin\s+(?:message|m|msg|messages\[[^\]]+\])\s*(?:\.content\b|\[['\"]content['\"]\])", template)
+                or re.search(r"\bin\s+content\b", template))
+
+
 class TokenCounter:
     """Counts tokens of conversations (chat template applied) and of raw text, in batches.
 
@@ -135,7 +152,7 @@ class TokenCounter:
         self._verified = False
         self._use_reference = False
         self._skeletons: dict[tuple, list[str] | None] = {}
-        self._use_skeletons = True
+        self._use_skeletons = not _reads_content(getattr(tokenizer, "chat_template", None) or "")
         self._seen = 0
         self._extra = {}
         self._piece_cache: dict[str, int] = {}
