@@ -12,7 +12,7 @@ from ftwizard.cli import main
 
 SCHEMA_KEYS = {
     "schema", "model", "settings", "total_bytes", "parts", "peak_phase", "gpu", "verdict", "headroom_bytes",
-    "advice", "tokens", "time_s", "cost", "flops", "utilization", "price_per_hour", "peak_tflops", "notes",
+    "advice", "cheapest_gpu", "tokens", "time_s", "cost", "flops", "utilization", "price_per_hour", "peak_tflops", "notes",
 }
 
 
@@ -43,6 +43,14 @@ def test_no_gpu_gives_unknown_verdict_with_reason(capsys):
     if d["gpu"] is None:
         assert d["verdict"] == "unknown" and d["time_s"] is None
         assert any("GPU" in n or "NVML" in n or "driver" in n for n in d["notes"])
+
+
+def test_cheapest_gpu_that_fits(capsys):
+    d = run_json(capsys, "--model", "llama-3.1-8b", "--method", "qlora", "--max-length", "1024", "--gpu", "T4",
+                 "--gradient-checkpointing", "--tokens", "1000000")
+    c = d["cheapest_gpu"]
+    if d["verdict"] != "fits":
+        assert c is not None and c["total_bytes"] <= 0.9 * c["memory_bytes"] and c["cost"] > 0
 
 
 def test_price_and_utilization_are_editable(capsys):

@@ -252,7 +252,14 @@ def _render(d: dict) -> None:
         for x in d["advice"]:
             a.add_row(x["change"], f"{x['total_bytes'] / 1024**3:.1f} GiB", x["verdict"].replace("_", " "))
         con.print(a)
-    if d["tokens"]:
+    c = d.get("cheapest_gpu")
+    if c:
+        extra = f", about ${c['cost']:.2f} for this run" if c.get("cost") is not None else ""
+        con.print(f"Cheapest GPU in the table that fits: {c['name']} ({c['memory_bytes'] / 1024**3:.0f} GiB, "
+                  f"${c['price_per_hour']:.2f}/h{extra}; prices: `ftwizard estimate --list-gpus`)")
+    if d["tokens"] and d["time_s"] is None:
+        con.print(f"Training: {d['tokens']:,} tokens, {d['flops'] / 1e15:.1f} PFLOP; time and cost need a GPU (--gpu NAME)")
+    elif d["tokens"]:
         cost = f"${d['cost']:.2f}" if d["cost"] is not None else "- (no price)"
         con.print(f"Training: {d['tokens']:,} tokens, {d['flops'] / 1e15:.1f} PFLOP -> time {_fmt_time(d['time_s'])}"
                   f" at {d['utilization']:.0%} utilisation of {d['peak_tflops'] or '?'} TFLOP/s, cost {cost}")

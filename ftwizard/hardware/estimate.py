@@ -15,6 +15,8 @@ the documented, stable JSON of `ftwizard estimate --json` (schema "ftwizard.esti
     verdict          "fits" | "tight" | "does_not_fit" | "unknown" (no GPU to compare with)
     headroom_bytes   GPU memory minus total (null without a GPU)
     advice           [{change, settings, total_bytes, verdict}], best first
+    cheapest_gpu     the lowest-priced GPU of the table on which this run fits
+                     {name, memory_bytes, price_per_hour, total_bytes, cost}, or null
     tokens           tokens processed in training (padding included), or null
     time_s, cost     seconds and USD for the whole run, or null
     utilization, price_per_hour, flops, peak_tflops
@@ -114,6 +116,7 @@ class Estimate:
     price_per_hour: float | None = None
     advice: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cheapest_gpu: dict | None = None
 
     @property
     def headroom_bytes(self) -> int | None:
@@ -146,6 +149,7 @@ class Estimate:
             "verdict": self.verdict,
             "headroom_bytes": self.headroom_bytes,
             "advice": list(self.advice),
+            "cheapest_gpu": self.cheapest_gpu,
             "tokens": self.tokens,
             "time_s": self.time_s,
             "cost": self.cost,
@@ -277,7 +281,33 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
         from ftwizard.hardware.fit import advise
 
         est.advice = advise(inp, shape, gpu)
+    if with_advice and (gpu is None or est.verdict != "fits"):
+        est.cheapest_gpu = _cheapest(inp, shape, tokens)
     return est
+
+
+def _cheapest(inp: EstimateInput, shape: ModelShape, tokens: int | None) -> dict | None:
+    """The lowest-priced catalog GPU on which this run fits, with its cost (for renting)."""
+    best = None
+    for spec in _catalog.catalog():
+        # NVIDIA only: the training stack (bitsandbytes, CUDA kernels) assumes it
+        if spec.price_per_hour is None or spec.vendor != "nvidia":
+            continue
+        g = GpuTarget.from_spec(spec)
+        mem, _, seq = memory_only(inp, shape, g)
+        if verdict_for(mem.total_bytes, g) != "fits":
+            continue
+        cost = None
+        if tokens:
+            tc = time_and_cost(shape, method=inp.method, gradient_checkpointing=inp.gradient_checkpointing,
+                               seq_len=seq, tokens=tokens, peak_tflops=g.peak_tflops, n_gpus=inp.n_gpus,
+                               utilization=inp.utilization, price_per_hour=g.price_per_hour)
+            cost = tc.cost
+        key = (cost if cost is not None else g.price_per_hour, g.price_per_hour)
+        if best is None or key < best[0]:
+            best = (key, {"name": g.name, "memory_bytes": g.memory_bytes, "price_per_hour": g.price_per_hour,
+                          "total_bytes": mem.total_bytes, "cost": cost})
+    return best[1] if best else None
 
 
 def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[int] | None = None,
@@ -296,15 +326,3 @@ def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[i
     if overrides:
         inp = inp.with_changes(**overrides)
     return estimate(inp)
-
-
-def cheapest_fitting_gpu(inp: EstimateInput) -> GpuTarget | None:
-    """The lowest-priced catalog GPU on which this run fits (for renting)."""
-    best = None
-    for spec in _catalog.catalog():
-        g = GpuTarget.from_spec(spec)
-        mem, _, _ = memory_only(inp.with_changes(gpu=g), gpu=g)
-        if verdict_for(mem.total_bytes, g) == "fits" and spec.price_per_hour is not None:
-            if best is None or spec.price_per_hour < best.price_per_hour:
-                best = g
-    return best

@@ -29,7 +29,8 @@ trainer uses (transformers + peft, SDPA attention, bf16/fp16 autocast):
   its input and one layer is recomputed at a time.
 * logits and loss: at the start of backward the fp32 log-softmax output, its incoming
   gradient and its outgoing gradient are alive together: 12 bytes per token per vocab
-  entry, large with 128k-256k vocabularies.
+  entry, large with 128k-256k vocabularies (in full fine-tuning, the output layer's
+  weight gradient that follows can be larger for short batches).
 * a backward workspace for one layer, the CUDA context (outside PyTorch's allocator),
   cuBLAS workspaces, and allocator overhead (reserved minus allocated).
 
@@ -267,6 +268,12 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     else:
         acts = shape.layers * per_layer + outside
     logits = tok * shape.vocab * 12
+    if trainable_base:
+        # Right after the loss, the output layer's weight gradient appears: computed in 16
+        # bit under autocast and accumulated into the fp32 .grad (both briefly alive),
+        # beside the 16-bit gradient of the logits. For small batches this moment, not
+        # the fp32 loss, is the larger one.
+        logits = max(logits, tok * shape.vocab * p + shape.vocab * shape.hidden * (p + 4))
     # Backward workspace for one layer: gradients of the MLP intermediates and of the
     # hidden states (fp32 inside RMSNorm's backward).
     workspace = tok * (3 * mlp * shape.intermediate + 16 * h) + CALIBRATION["cublas_workspace_bytes"]
