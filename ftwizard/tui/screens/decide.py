@@ -30,6 +30,15 @@ def counts_table(highlight: str | None) -> Table:
     return t
 
 
+def approaches_table() -> Table:
+    """The guidance's comparison of approaches, shown before the first answer."""
+    t = Table("approach", "best when", "cost", "latency", box=None, padding=(0, 1), header_style="bold underline")
+    for key in ("prompt", "few_shot", "rag", "fine_tune", "continued_pretraining"):
+        a = advice.APPROACHES[key]
+        t.add_row(a.title, a.best_when, a.cost, a.latency, style="dim" if key != "fine_tune" else "")
+    return t
+
+
 class DecideStep(Vertical):
     TITLE = "Decide"
     BINDINGS = [Binding("escape", "undo", "Undo answer"), Binding("ctrl+r", "restart", "Restart", show=False)]
@@ -103,6 +112,10 @@ class DecideStep(Vertical):
             out.append(f"  > {label}\n", style="bold")
         if not out:
             out.append("Answer a few questions to find out whether fine-tuning is the right tool.\n", style="dim")
+            grid = Table.grid()
+            grid.add_row(out)
+            grid.add_row(approaches_table())
+            return grid
         q = advice.next_question(self.answers)
         if q is not None and q.key in ("task_type", "examples"):
             grid = Table.grid()
