@@ -99,6 +99,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
         self.report: dict | None = None
         self.row = 1
         self.busy = False
+        self._lint_proc: subprocess.Popen | None = None
 
     def compose(self) -> ComposeResult:
         cfg = self.app.state.config
@@ -121,6 +122,11 @@ class DataStep(ReportsWorkerErrors, Vertical):
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self.app.blink
         self.query_one("#data-side").border_title = "row"
+
+    def on_unmount(self) -> None:
+        """A lint still running is only a reader of the file: stop it rather than wait for it."""
+        if self._lint_proc is not None and self._lint_proc.poll() is None:
+            self._lint_proc.kill()
 
     def on_show(self) -> None:
         if self.report is None and not self.busy:  # lint when first seen, not at app start
@@ -145,6 +151,8 @@ class DataStep(ReportsWorkerErrors, Vertical):
             self.query_one("#data-summary", Static).update(Text(f"x training file not found: {path}",
                                                                 style="bold red"))
             return
+        if self._lint_proc is not None and self._lint_proc.poll() is None:
+            self._lint_proc.kill()  # a newer file wins
         self.busy = True
         self.query_one("#data-summary", Static).update(Text(f"linting {path.name} (tokenizer in a subprocess)...",
                                                             style="yellow"))
@@ -155,11 +163,16 @@ class DataStep(ReportsWorkerErrors, Vertical):
     def _lint(self, path: Path) -> None:
         cmd = lint_command(self.app.state.config, path)
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                stdin=subprocess.DEVNULL)
+        self._lint_proc = proc
+        stdout, stderr = proc.communicate()
+        if proc.returncode < 0:  # killed: the app is closing or a newer lint replaced it
+            return
         try:
-            report = json.loads(proc.stdout)
+            report = json.loads(stdout)
         except json.JSONDecodeError:
-            msg = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])
+            msg = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])
             self.app.call_from_thread(self._lint_failed, " ".join(msg[-3:]))
             return
         self.app.call_from_thread(self._show_report, path, report)
