@@ -53,7 +53,8 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
     RunMonitor #mon-body { height: 1fr; min-height: 8; }
     RunMonitor #mon-metrics { width: 30; padding: 0 1; border: round $primary 50%; }
     RunMonitor #mon-warnings { height: auto; max-height: 4; padding: 0 1; color: $warning; }
-    RunMonitor #mon-log { height: 6; padding: 0 1; border: round $primary 30%; color: $text-muted; }
+    RunMonitor #mon-log { height: 6; padding: 0 1; border: round $primary 30%; color: $text-muted;
+                          text-wrap: nowrap; text-overflow: ellipsis; }
     RunMonitor.-no-log #mon-log { display: none; }
     """
 
