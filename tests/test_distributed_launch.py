@@ -99,7 +99,8 @@ def test_print_launch_prints_every_node_and_starts_nothing(tmp_path):
     (LaunchSpec(nodes=2, node_rank=2, master_addr="h"), {"name": "x"}, "outside 0..1"),
     (LaunchSpec(gpus=0), {}, "at least 1"),
     (LaunchSpec(gpus=4), {"visible_gpus": 2}, "2 visible GPU"),
-    (LaunchSpec(strategy="fsdp"), {"method": "qlora", "visible_gpus": 0}, "QLoRA with FSDP"),
+    (LaunchSpec(gpus=2, strategy="fsdp"), {"visible_gpus": 0}, "FSDP needs GPUs"),
+    (LaunchSpec(gpus=2, strategy="fsdp"), {"method": "qlora", "device": "cpu", "visible_gpus": 2}, "FSDP needs GPUs"),
 ])
 def test_impossible_launches_are_refused_with_a_fix(spec, kwargs, needle):
     method = kwargs.pop("method", "lora")
@@ -108,9 +109,18 @@ def test_impossible_launches_are_refused_with_a_fix(spec, kwargs, needle):
     assert needle in err.value.what + (err.value.fix or "")
 
 
-def test_qlora_fsdp_is_allowed_on_gpus_and_lora_fsdp_on_cpu():
+def test_fsdp_and_ddp_are_allowed_where_they_can_run():
     dist.check_spec(LaunchSpec(gpus=2, strategy="fsdp"), "qlora", visible_gpus=2)
-    dist.check_spec(LaunchSpec(gpus=2, strategy="fsdp"), "lora", visible_gpus=0)
+    dist.check_spec(LaunchSpec(gpus=2, strategy="ddp"), "qlora", visible_gpus=0)  # gloo DDP on CPU processes
+    dist.check_spec(LaunchSpec(gpus=8, strategy="ddp"), "full", device="cpu", visible_gpus=2)  # CPU by choice
+
+
+@pytest.mark.skipif(dist.visible_gpu_count() > 0, reason="this machine has GPUs")
+def test_cli_refuses_fsdp_on_a_machine_without_gpus(tmp_path):
+    cfg = tiny_config(tmp_path)
+    r = cli("train", str(cfg), "--gpus", "2", "--strategy", "fsdp", "--name", "f", "--force")
+    assert r.returncode == 1 and "FSDP needs GPUs" in r.stderr and "--strategy ddp" in r.stderr
+    assert not (tmp_path / "runs" / "f").exists()
 
 
 def test_cli_refuses_bad_node_rank_before_any_folder(tmp_path):

@@ -125,9 +125,11 @@ def check_spec(spec: LaunchSpec, method: str, device: str = "auto", name: str | 
         raise UserError(f"--gpus {spec.gpus} but this machine has {visible_gpus} visible GPU(s)", where="--gpus",
                         fix=f"use --gpus {visible_gpus} or fewer (`ftwizard gpus` lists them)")
     on_gpu = device != "cpu" and bool(visible_gpus)
-    if method == "qlora" and spec.strategy == "fsdp" and not on_gpu:
-        raise UserError("QLoRA with FSDP needs GPUs: bitsandbytes' 4-bit layers cannot be sharded on the CPU",
-                        where="--strategy", fix="use --strategy ddp (each process holds the 4-bit model), or method lora")
+    if spec.strategy == "fsdp" and not on_gpu:
+        # accelerate turns FSDP on only for GPU-type devices; CPU processes would silently run DDP
+        raise UserError("FSDP needs GPUs: accelerate shards a model only across GPUs",
+                        where="--strategy", fix="on the CPU use --strategy ddp (each process holds the whole model)"
+                        + (" and method lora" if method == "qlora" else ""))
 
 
 def visible_gpu_count() -> int:

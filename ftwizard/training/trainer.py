@@ -207,8 +207,9 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
                  device=prec.device, precision=prec.name)
     dist = distributed_kwargs(strategy, block_classes(cfg, base_path) if strategy == "fsdp" else [])
     if strategy == "fsdp":
-        if cfg.model.method == "qlora" and prec.device != "cuda":
-            raise UserError("QLoRA with FSDP needs GPUs", where="--strategy", fix="use --strategy ddp or method lora")
+        if prec.device != "cuda":
+            raise UserError("FSDP needs GPUs: accelerate shards a model only across GPUs", where="--strategy",
+                            fix="on the CPU use --strategy ddp")
         os.environ["ACCELERATE_USE_FSDP"] = "true"  # with the process group up, from_pretrained loads on rank 0 only
     sft_args = build_sft_config(cfg, run, prec, cfg.data.eval is not None, dist) if strategy else None
     if sft_args is not None:
@@ -238,6 +239,14 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
         model=model, args=sft_args,
         train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[callback],
     )
+    if strategy is not None:
+        engine = trainer.accelerator.state
+        writer.write("system", event="engine", distributed_type=str(engine.distributed_type).split(".")[-1],
+                     world_size=engine.num_processes, backend=getattr(engine, "backend", None),
+                     fsdp_version=getattr(engine.fsdp_plugin, "fsdp_version", None) if trainer.is_fsdp_enabled else None)
+        if strategy == "fsdp" and not trainer.is_fsdp_enabled:
+            raise UserError("FSDP was asked for but accelerate did not enable it on this device", where="--strategy",
+                            fix="use --strategy ddp")
     if resume_from is not None:
         writer.write("system", event="resumed", from_checkpoint=str(resume_from),
                      step=int(resume_from.name.split("-")[-1]))
