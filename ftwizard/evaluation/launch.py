@@ -1,0 +1,175 @@
+"""Plan an evaluation and start its process. Light (no torch): the CLI and the wizard import it.
+
+An evaluation is a folder plus a worker process that fills it:
+
+    <run>/eval/spec.json        what to evaluate (written here, read by the worker)
+               status.json      state (running, completed, failed), pid, current model
+               events.jsonl     progress, one JSON object a line (never the trainer's events.jsonl)
+               <model>.json     one result per model: metrics, probe, per-sample outputs
+               summary.json     the comparison (see ftwizard.evaluation.compare)
+               eval.log         the worker's output
+
+Models are named `base`, `base-<k>shot`, `checkpoint-<step>` and `final`. A model whose
+result file matches the current spec (same data, sample count, prompt and weights) is
+not evaluated again, so an interrupted evaluation resumes where it stopped.
+
+Before training there is no run folder: a baseline (base model only) for a config goes
+to `<runs_dir>/.baselines/<key>/`, and a later run with the same base, held-out file
+and prompt picks that result up as its first row instead of recomputing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ftwizard.config import RunConfig, load_config
+from ftwizard.errors import UserError
+from ftwizard.fileio import atomic_write_text
+from ftwizard.rundir import ACTIVE_STATES, RunDir, latest_by_step, pid_alive
+
+CHECKPOINT_CHOICES = ("all", "best", "final")
+SPEC_VERSION = 1
+
+
+def eval_dir_for_config(cfg: RunConfig, eval_file: Path) -> Path:
+    """Where a config's pre-training baseline lives (hidden from `ftwizard runs`)."""
+    ident = json.dumps([cfg.model.base, cfg.model.method == "qlora", str(eval_file), cfg.data.system_prompt])
+    return Path(cfg.runs_dir) / ".baselines" / hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+def checkpoint_steps(run: RunDir) -> list[tuple[int, Path]]:
+    out = []
+    for p in run.checkpoints.glob("checkpoint-*"):
+        tail = p.name.split("-")[-1]
+        if tail.isdigit() and ((p / "adapter_config.json").is_file() or (p / "config.json").is_file()):
+            out.append((int(tail), p))
+    return sorted(out)
+
+
+def best_checkpoint_by_loss(run: RunDir, steps: list[int]) -> int | None:
+    """The saved step with the lowest eval loss the trainer logged (None when it logged none there)."""
+    evals = {e["step"]: e["eval_loss"] for e in latest_by_step(list(run.iter_events()), "eval")
+             if e.get("eval_loss") is not None}
+    scored = [(evals[s], s) for s in steps if s in evals]
+    return min(scored)[1] if scored else None
+
+
+def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", baseline_only: bool = False,
+                few_shot: int = 0) -> list[dict[str, Any]]:
+    """The models to evaluate, in table order: base (and few-shot base), checkpoints, final."""
+    models: list[dict[str, Any]] = [{"id": "base", "label": "base", "kind": "base", "path": None, "step": 0}]
+    if few_shot:
+        models.append({"id": f"base-{few_shot}shot", "label": f"base {few_shot}-shot", "kind": "base", "path": None,
+                       "step": 0, "few_shot": few_shot})
+    if baseline_only or run is None:
+        return models
+    tuned_kind = "full" if cfg.model.method == "full" else "adapter"
+    cks = checkpoint_steps(run)
+    final = run.model if cfg.model.method == "full" else run.adapter
+    has_final = final.is_dir() and any(final.iterdir())
+    final_step = run.read_status().get("step") if has_final else None
+    if checkpoints == "best" and cks:
+        best = best_checkpoint_by_loss(run, [s for s, _ in cks])
+        cks = [c for c in cks if c[0] == best] if best is not None else cks[-1:]
+    elif checkpoints == "final":
+        cks = []
+    for step, path in cks:
+        if has_final and final_step == step and checkpoints != "all":
+            continue  # the final model is this checkpoint
+        models.append({"id": f"checkpoint-{step}", "label": f"step {step}", "kind": tuned_kind, "path": str(path),
+                       "step": step})
+    if has_final:
+        models.append({"id": "final", "label": "final", "kind": tuned_kind, "path": str(final),
+                       "step": final_step})
+    return models
+
+
+def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | None, eval_file: Path | None,
+              max_samples: int | None, batch_size: int | None, probe: bool = True,
+              baseline_dir: Path | None = None) -> dict[str, Any]:
+    eval_path = Path(eval_file) if eval_file else cfg.data.eval
+    if eval_path is None:
+        raise UserError("there is no held-out file to evaluate on", where="data.eval",
+                        fix="pass --eval-file FILE, or set data.eval in the config (`ftwizard data split` makes one)")
+    eval_path = Path(eval_path).resolve()
+    if not eval_path.is_file():
+        raise UserError(f"held-out file not found: {eval_path}", where="--eval-file / data.eval", fix="check the path")
+    if cfg.data.train and Path(cfg.data.train).resolve() == eval_path:
+        raise UserError("the held-out file is the training file: scores on it say nothing about new inputs",
+                        where=str(eval_path), fix="evaluate on rows never trained on (`ftwizard data split`)")
+    if max_samples is not None and max_samples < 1:
+        raise UserError("--max-samples must be at least 1")
+    return {
+        "version": SPEC_VERSION,
+        "run": str(run.path) if run else None,
+        "base": cfg.model.base,
+        "method": cfg.model.method,
+        "trust_remote_code": cfg.model.trust_remote_code,
+        "device": cfg.training.device,
+        "eval_file": str(eval_path),
+        "train_file": str(cfg.data.train) if cfg.data.train else None,
+        "format": cfg.data.format,
+        "system_prompt": cfg.data.system_prompt,
+        "max_length": cfg.data.max_length,
+        "max_samples": max_samples,
+        "batch_size": batch_size,
+        "probe": probe,
+        "baseline_dir": str(baseline_dir) if baseline_dir else None,
+        "models": models,
+    }
+
+
+def read_eval_status(eval_dir: Path) -> dict[str, Any]:
+    try:
+        st = json.loads((Path(eval_dir) / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {"state": "none"}
+    if st.get("state") in ACTIVE_STATES and not pid_alive(st.get("pid"), st.get("pid_started")):
+        st["state"] = "died"
+        st["message"] = f"the eval process (pid {st.get('pid')}) is gone; run `ftwizard eval` again to resume"
+    return st
+
+
+def start_eval(eval_dir: Path, spec: dict[str, Any], detach: bool = False) -> subprocess.Popen:
+    """Write the spec and spawn `python -m ftwizard.evaluation.worker EVAL_DIR`."""
+    eval_dir = Path(eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    st = read_eval_status(eval_dir)
+    if st.get("state") in ACTIVE_STATES:
+        raise UserError(f"an evaluation is already running in {eval_dir} (pid {st.get('pid')})",
+                        fix="wait for it to finish; its progress is in events.jsonl there")
+    atomic_write_text(eval_dir / "spec.json", json.dumps(spec, indent=2))
+    atomic_write_text(eval_dir / "status.json", json.dumps({"state": "starting", "pid": None,
+                                                            "started_at": time.time()}))
+    log = open(eval_dir / "eval.log", "ab")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    # OpenMP threads that spin while waiting make a shared CPU crawl (measured 20x slower
+    # generation on a loaded 2-core box); passive waiting costs nothing when the CPU is idle.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "ftwizard.evaluation.worker", str(eval_dir)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=detach, close_fds=True)
+    finally:
+        log.close()
+
+
+def resolve_target(target: str, runs_dir: Path) -> tuple[RunConfig, RunDir | None]:
+    """A run (name or folder) or a config YAML (baseline before training)."""
+    p = Path(target)
+    if p.is_file() and p.suffix.lower() in (".yaml", ".yml"):
+        return load_config(p), None
+    from ftwizard.rundir import find_run
+
+    run = find_run(target, runs_dir)
+    if not run.config.is_file():
+        raise UserError(f"run {run.name} has no config.yaml", where=str(run.path),
+                        fix="a run folder made by `ftwizard train` has one; was it copied incompletely?")
+    return load_config(run.config), run

@@ -1,0 +1,206 @@
+"""Evaluate every model of a spec into its eval folder, skipping results already there.
+
+Inside the eval worker process (heavy: it drives `generate.Engine`). For each model:
+generate on the held-out prompts, score the task metrics, compute the teacher-forced
+eval loss, run the regression probe, and write `<model>.json` atomically. Then the
+summary. Progress goes to `events.jsonl` in the eval folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ftwizard.evaluation import metrics as M
+from ftwizard.evaluation.probe import load_probe, score_probe
+from ftwizard.evaluation.samples import EvalSample, file_digest, load_samples, with_few_shot
+from ftwizard.fileio import atomic_write_text
+from ftwizard.rundir import EventWriter
+
+RESULT_VERSION = 1
+PROBE_MAX_NEW_TOKENS = 64
+DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+
+
+def max_new_tokens_for(engine, references: list[str]) -> int:
+    """Room for the longest reference plus a margin; outputs normally stop at end-of-turn well before."""
+    longest = max(engine.token_count(r) for r in references)
+    return min(1024, math.ceil(longest * 1.5) + 16)
+
+
+def weights_stamp(path: str | None) -> str | None:
+    """Changes when the weights in a folder change (a re-trained checkpoint is evaluated again)."""
+    if not path:
+        return None
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin")) if p.is_dir() else []
+    return ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+
+
+def result_key(spec: dict[str, Any], model: dict[str, Any], eval_digest: str) -> str:
+    ident = {
+        "v": RESULT_VERSION, "base": spec["base"], "qlora": spec["method"] == "qlora", "eval": eval_digest,
+        "max_samples": spec.get("max_samples"), "system_prompt": spec.get("system_prompt"),
+        "format": spec.get("format"), "max_length": spec.get("max_length"), "probe": spec.get("probe", True),
+        "kind": model["kind"], "few_shot": model.get("few_shot", 0), "weights": weights_stamp(model.get("path")),
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def existing_result(path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        res = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return res if res.get("key") == key else None
+
+
+def few_shot_examples(spec: dict[str, Any], k: int) -> list[EvalSample]:
+    if not spec.get("train_file"):
+        return []
+    return load_samples(Path(spec["train_file"]), spec.get("format", "auto"), spec.get("system_prompt"), max_samples=k)
+
+
+def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=print,
+             set_status=lambda **kw: None) -> dict[str, Any]:
+    """Evaluate the spec's models; returns the summary (also written to summary.json)."""
+    from ftwizard.evaluation.compare import build_summary, write_summary
+    from ftwizard.evaluation.generate import Engine
+    from ftwizard.models.resolve import resolve_base
+
+    eval_dir = Path(eval_dir)
+    eval_path = Path(spec["eval_file"])
+    digest = file_digest(eval_path)
+    samples = load_samples(eval_path, spec.get("format", "auto"), spec.get("system_prompt"), spec.get("max_samples"))
+    refs = [s.reference for s in samples]
+    task = M.detect_task(refs)
+    probe_items = load_probe() if spec.get("probe", True) else []
+    models = spec["models"]
+    writer.write("eval", event="plan", task=task, samples=len(samples), models=[m["id"] for m in models],
+                 eval_file=str(eval_path))
+
+    todo = []
+    for m in models:
+        key = result_key(spec, m, digest)
+        out = eval_dir / f"{m['id']}.json"
+        if existing_result(out, key):
+            writer.write("eval", event="model_skipped", model=m["id"], reason="already evaluated")
+            continue
+        cached = _baseline_copy(spec, m, key, out)
+        if cached:
+            writer.write("eval", event="model_skipped", model=m["id"], reason=f"baseline from {cached}")
+            continue
+        todo.append((m, key, out))
+
+    engine = None
+    for n, (m, key, out) in enumerate(todo, 1):
+        if engine is None:
+            base_path = resolve_base(spec["base"], log=log)
+            engine = Engine(base_path, spec["method"], spec.get("trust_remote_code", False), spec.get("device", "auto"),
+                            log=log)
+            writer.write("eval", event="engine", device=engine.device, precision=engine.precision, base=base_path)
+        set_status(current=m["id"], models_done=len(models) - len(todo) + n - 1, models_total=len(models))
+        res = evaluate_model(engine, m, key, samples, task, spec, probe_items, writer, log)
+        atomic_write_text(out, json.dumps(res, indent=1))
+        writer.write("eval", event="model_done", model=m["id"],
+                     **{k: v for k, v in res["metrics"].items() if isinstance(v, (int, float))})
+
+    summary = build_summary(eval_dir, [m["id"] for m in models])
+    write_summary(eval_dir, summary)
+    return summary
+
+
+def _baseline_copy(spec: dict[str, Any], model: dict[str, Any], key: str, out: Path) -> str | None:
+    """Reuse a pre-training baseline of the same base model, data and prompt."""
+    bdir = spec.get("baseline_dir")
+    if model["kind"] != "base" or not bdir:
+        return None
+    src = Path(bdir) / f"{model['id']}.json"
+    if existing_result(src, key) and src.resolve() != out.resolve():
+        shutil.copyfile(src, out)
+        return str(src)
+    return None
+
+
+def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSample], task: str,
+                   spec: dict[str, Any], probe_items: list[dict[str, Any]], writer: EventWriter, log=print) -> dict:
+    mid = model["id"]
+    writer.write("eval", event="model_start", model=mid, label=model["label"])
+    engine.use(model["kind"], model.get("path"), mid)
+    batch = spec.get("batch_size") or DEFAULT_BATCH.get(engine.device, 8)
+    k = model.get("few_shot", 0)
+    prompts = with_few_shot(samples, few_shot_examples(spec, k)) if k else samples
+    refs = [s.reference for s in samples]
+
+    def progress(phase):
+        last = [0.0]
+
+        def cb(done, total):
+            now = time.time()
+            if done == total or now - last[0] > 1.0:
+                last[0] = now
+                writer.write("eval", event="progress", model=mid, phase=phase, done=done, total=total)
+        return cb
+
+    t0 = time.perf_counter()
+    outputs = engine.generate([s.prompt for s in prompts], max_new_tokens_for(engine, refs), batch, progress("generate"))
+    gen_s = time.perf_counter() - t0
+    scores = M.score(task, outputs, refs)
+
+    t0 = time.perf_counter()
+    rows = engine.encode_for_loss(prompts, spec.get("max_length") or 2048)
+    loss = engine.loss(rows, max(1, batch // 2), progress("loss"))
+    loss_s = time.perf_counter() - t0
+
+    probe = None
+    probe_s = 0.0
+    if probe_items:
+        t0 = time.perf_counter()
+        probe_out = engine.generate([[{"role": "user", "content": it["prompt"]}] for it in probe_items],
+                                    PROBE_MAX_NEW_TOKENS, batch, progress("probe"))
+        probe = score_probe(probe_items, probe_out)
+        probe_s = time.perf_counter() - t0
+
+    headline = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    headline["eval_loss"] = loss
+    headline["perplexity"] = M.perplexity(loss)
+    if probe is not None:
+        headline["probe_score"] = probe["probe_score"]
+    details = {k: v for k, v in scores.items() if not isinstance(v, (int, float))}
+    return {
+        "version": RESULT_VERSION,
+        "key": key,
+        "id": mid,
+        "label": model["label"],
+        "kind": model["kind"],
+        "path": model.get("path"),
+        "step": model.get("step"),
+        "few_shot": k,
+        "task": task,
+        "metrics": headline,
+        "details": details,
+        "probe": probe,
+        "samples": [{"row": s.row, "input": s.input_text, "reference": s.reference, "output": o,
+                     "correct": M.sample_correct(task, o, s.reference)} for s, o in zip(samples, outputs)],
+        "timing": {"generate_s": round(gen_s, 2), "samples_per_s": round(len(samples) / gen_s, 3) if gen_s else None,
+                   "loss_s": round(loss_s, 2), "probe_s": round(probe_s, 2), "batch_size": batch},
+        "device": engine.device,
+        "precision": engine.precision,
+        "threads": _threads(),
+        "created_at": time.time(),
+    }
+
+
+def _threads() -> int | None:
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return os.cpu_count()
