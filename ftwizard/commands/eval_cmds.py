@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--few-shot", type=int, default=0, metavar="K",
                    help="also score the base model with K training rows as examples in the prompt")
     p.add_argument("--no-probe", action="store_true", help="skip the regression probe")
+    p.add_argument("--probe-size", type=int, metavar="N", help="use N of the probe prompts, spread over its "
+                   "categories (quicker, coarser)")
     p.add_argument("--batch-size", type=int, help="generation batch (default 8 on CPU, 32 on a GPU)")
     p.add_argument("--redo", action="store_true", help="evaluate every model again, ignoring earlier results")
     p.add_argument("--samples", type=int, default=3, metavar="N", help="sample outputs to print (default 3)")
@@ -57,7 +59,8 @@ def cmd_eval(args) -> int:
             print(f"note: run {run.name} is still {st}; evaluating the checkpoints saved so far", file=sys.stderr)
     models = launch.plan_models(cfg, run, args.checkpoints, args.baseline_only or run is None, args.few_shot)
     spec = launch.make_spec(cfg, models, run=run, eval_file=eval_file, max_samples=args.max_samples,
-                            batch_size=args.batch_size, probe=not args.no_probe, baseline_dir=baseline_dir)
+                            batch_size=args.batch_size, probe=not args.no_probe, baseline_dir=baseline_dir,
+                            probe_size=args.probe_size)
     if args.redo:
         for m in models:
             (eval_dir / f"{m['id']}.json").unlink(missing_ok=True)

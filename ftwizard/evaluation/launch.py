@@ -81,8 +81,8 @@ def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", ba
     elif checkpoints == "final":
         cks = []
     for step, path in cks:
-        if has_final and final_step == step and checkpoints != "all":
-            continue  # the final model is this checkpoint
+        if has_final and final_step == step:
+            continue  # the final model is this checkpoint's weights: score it once, as final
         models.append({"id": f"checkpoint-{step}", "label": f"step {step}", "kind": tuned_kind, "path": str(path),
                        "step": step})
     if has_final:
@@ -93,7 +93,7 @@ def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", ba
 
 def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | None, eval_file: Path | None,
               max_samples: int | None, batch_size: int | None, probe: bool = True,
-              baseline_dir: Path | None = None) -> dict[str, Any]:
+              baseline_dir: Path | None = None, probe_size: int | None = None) -> dict[str, Any]:
     eval_path = Path(eval_file) if eval_file else cfg.data.eval
     if eval_path is None:
         raise UserError("there is no held-out file to evaluate on", where="data.eval",
@@ -121,6 +121,7 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
         "max_samples": max_samples,
         "batch_size": batch_size,
         "probe": probe,
+        "probe_size": probe_size,
         "baseline_dir": str(baseline_dir) if baseline_dir else None,
         "models": models,
     }

@@ -23,6 +23,14 @@ def load_probe() -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def probe_subset(items: list[dict[str, Any]], size: int | None) -> list[dict[str, Any]]:
+    """`size` prompts spread evenly over the set (every category kept), for quick checks."""
+    if not size or size >= len(items):
+        return items
+    step = len(items) / size
+    return [items[int(i * step)] for i in range(size)]
+
+
 def _check(check: dict[str, Any], output: str) -> bool:
     text = output.strip()
     low = text.lower()

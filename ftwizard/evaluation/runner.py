@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ftwizard.evaluation import metrics as M
-from ftwizard.evaluation.probe import load_probe, score_probe
+from ftwizard.evaluation.probe import load_probe, probe_subset, score_probe
 from ftwizard.evaluation.samples import EvalSample, file_digest, load_samples, with_few_shot
 from ftwizard.fileio import atomic_write_text
 from ftwizard.rundir import EventWriter
 
 RESULT_VERSION = 1
-PROBE_MAX_NEW_TOKENS = 64
+PROBE_MAX_NEW_TOKENS = 48
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
 
 
@@ -47,7 +47,7 @@ def result_key(spec: dict[str, Any], model: dict[str, Any], eval_digest: str) ->
     ident = {
         "v": RESULT_VERSION, "base": spec["base"], "qlora": spec["method"] == "qlora", "eval": eval_digest,
         "max_samples": spec.get("max_samples"), "system_prompt": spec.get("system_prompt"),
-        "format": spec.get("format"), "max_length": spec.get("max_length"), "probe": spec.get("probe", True),
+        "format": spec.get("format"), "max_length": spec.get("max_length"), "probe": spec.get("probe", True), "probe_size": spec.get("probe_size"),
         "kind": model["kind"], "few_shot": model.get("few_shot", 0), "weights": weights_stamp(model.get("path")),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -80,7 +80,7 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
     samples = load_samples(eval_path, spec.get("format", "auto"), spec.get("system_prompt"), spec.get("max_samples"))
     refs = [s.reference for s in samples]
     task = M.detect_task(refs)
-    probe_items = load_probe() if spec.get("probe", True) else []
+    probe_items = probe_subset(load_probe(), spec.get("probe_size")) if spec.get("probe", True) else []
     models = spec["models"]
     writer.write("eval", event="plan", task=task, samples=len(samples), models=[m["id"] for m in models],
                  eval_file=str(eval_path))

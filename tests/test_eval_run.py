@@ -1,0 +1,77 @@
+"""A real evaluation of a real short run of the embedded model (CPU): baseline before
+training, then base / checkpoint / final side by side, resume, and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ftwizard.cli import main
+from helpers import tiny_config
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the trainer and eval processes inherit it
+
+
+def _eval_json(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert main(["eval", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_baseline_then_run_eval_side_by_side(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, "lora", save_every=2)
+    quick = ["--max-samples", "4", "--probe-size", "8", "--runs-dir", str(tmp_path / "runs")]
+
+    # Baseline first: the base model on the held-out file, before any run exists.
+    base_only = _eval_json(capsys, str(cfg), *quick)
+    assert [m["id"] for m in base_only["models"]] == ["base"]
+    assert base_only["task"] == "label" and base_only["best_checkpoint"] is None
+    baselines = list((tmp_path / "runs" / ".baselines").glob("*/base.json"))
+    assert len(baselines) == 1
+
+    assert main(["train", str(cfg), "--name", "tiny"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    assert (run / "checkpoints" / "checkpoint-2").is_dir() and (run / "adapter").is_dir()
+
+    s = _eval_json(capsys, "tiny", *quick)
+    ids = [m["id"] for m in s["models"]]
+    assert ids == ["base", "checkpoint-2", "final"]  # checkpoint-4 is the final weights: scored once
+    events = [json.loads(line) for line in (run / "eval" / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "model_skipped" and e["model"] == "base" and "baseline" in e["reason"]
+               for e in events)
+    by_id = {m["id"]: m["metrics"] for m in s["models"]}
+    for mid in ids:
+        assert set(by_id[mid]) >= {"accuracy", "macro_f1", "exact_match", "eval_loss", "perplexity", "probe_score"}
+    # The fine-tuned model learned the colour task; the base answers in sentences.
+    assert by_id["final"]["accuracy"] > by_id["base"]["accuracy"]
+    assert by_id["final"]["eval_loss"] < by_id["base"]["eval_loss"]
+    assert s["best_checkpoint"] in ("checkpoint-2", "final")
+    assert s["verdict"]["beats_baseline"] is True
+    assert len(s["samples"]) == 4 and all(x["tuned"] is not None for x in s["samples"])
+    final = json.loads((run / "eval" / "final.json").read_text())
+    assert final["probe"]["probe_score"] == by_id["final"]["probe_score"] and len(final["probe"]["outputs"]) == 8
+    assert final["device"] == "cpu" and final["precision"] == "fp32"
+
+    # Resume: nothing is recomputed, and the Rich table names every model.
+    results = [run / "eval" / f"{mid}.json" for mid in ids]
+    mtimes = [p.stat().st_mtime_ns for p in results]
+    capsys.readouterr()
+    assert main(["eval", "tiny", *quick]) == 0
+    out = capsys.readouterr()
+    assert [p.stat().st_mtime_ns for p in results] == mtimes
+    assert "step 2" in out.out and "final" in out.out and "base" in out.out
+    assert "kept" in out.err
+
+
+def test_eval_errors_are_clear(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, "lora")
+    assert main(["eval", "nope", "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert "no run named 'nope'" in capsys.readouterr().err
+    train = tmp_path / "train.jsonl"
+    assert main(["eval", str(cfg), "--eval-file", str(train), "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert "held-out file is the training file" in capsys.readouterr().err
+    assert main(["eval", str(cfg), "--eval-file", str(tmp_path / "missing.jsonl")]) == 1
+    assert "held-out file not found" in capsys.readouterr().err
