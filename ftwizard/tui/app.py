@@ -36,6 +36,7 @@ ALL_STEPS: list[tuple[str, str | None]] = [
     ("ftwizard.tui.screens.data:DataStep", "ftwizard.data.lint"),
     ("ftwizard.tui.screens.hyperparams:HyperparamsStep", None),
     ("ftwizard.tui.screens.train:TrainStep", None),
+    ("ftwizard.tui.screens.evaluate:EvaluateStep", "ftwizard.evaluation.compare"),
 ]
 
 
