@@ -77,7 +77,8 @@ def probe(config_path: str, steps: int = 2) -> dict:
     import torch
 
     from ftwizard.config import load_config
-    from ftwizard.hardware.memory import CALIBRATION, MemorySettings, training_memory
+    from ftwizard.hardware.estimate import _CONFIG_OPTIMIZER
+    from ftwizard.hardware.memory import MemorySettings, training_memory
     from ftwizard.hardware.shapes import resolve_shape
     from ftwizard.models.resolve import resolve_base
     from ftwizard.training.trainer import choose_precision, load_model_and_tokenizer
@@ -140,8 +141,7 @@ def probe(config_path: str, steps: int = 2) -> dict:
     settings = MemorySettings(
         method=cfg.model.method, seq_len=width, micro_batch=t.batch_size, grad_accum=t.gradient_accumulation,
         gradient_checkpointing=t.gradient_checkpointing,
-        optimizer={"adamw_torch": "adamw", "adamw_8bit": "adamw8bit", "paged_adamw_8bit": "paged_adamw8bit",
-                   "paged_adamw_32bit": "paged_adamw32bit", "sgd": "sgd"}[t.optimizer],
+        optimizer=_CONFIG_OPTIMIZER[t.optimizer],
         precision=prec.name, lora_r=cfg.lora.r,
         lora_targets=cfg.lora.target_modules if isinstance(cfg.lora.target_modules, str) else tuple(cfg.lora.target_modules),
         lora_dropout=cfg.lora.dropout, padded=padded, device="cuda" if cuda else "cpu",
@@ -169,7 +169,6 @@ def probe(config_path: str, steps: int = 2) -> dict:
         out["estimate_compared_bytes"] = est.total_bytes - est.parts["allocator_overhead"]
         out["rss_growth_bytes"] = int(max(0, peak_rss - rss0))  # also counts mapped files, caches, Python
     out["error_pct"] = round(100.0 * (out["estimate_compared_bytes"] - out["measured_bytes"]) / max(1, out["measured_bytes"]), 1)
-    _ = CALIBRATION
     return out
 
 
@@ -190,8 +189,9 @@ def run_probe_subprocess(args, est, data, cfg) -> dict:
     d["data"]["max_length"] = i.max_length
     if data:
         d["data"]["train"] = str(Path(data).resolve())
-    opt = {"adamw": "adamw_torch", "adamw8bit": "adamw_8bit", "paged_adamw8bit": "paged_adamw_8bit",
-           "paged_adamw32bit": "paged_adamw_32bit", "sgd": "sgd"}[i.optimizer]
+    from ftwizard.hardware.estimate import _CONFIG_OPTIMIZER
+
+    opt = {v: k for k, v in _CONFIG_OPTIMIZER.items()}[i.optimizer]
     d["training"].update(batch_size=i.micro_batch, gradient_accumulation=i.grad_accum,
                          gradient_checkpointing=i.gradient_checkpointing, optimizer=opt)
     d["lora"].update(r=i.lora_r, dropout=i.lora_dropout,
