@@ -136,7 +136,7 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
         report.skipped.append("data rules: a data file is missing")
     if ctx.train is not None:
         ctx.rows = ctx.train.valid_rows
-    elif data != "lint" or not ok_files:
+    elif ok_files:  # no lint (skipped, not cached, or no tokenizer): count rows cheaply for the step rules
         from ftwizard.advice import count_examples
 
         counted = count_examples(cfg.data.train) if ok_files else None

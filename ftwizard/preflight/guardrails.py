@@ -75,7 +75,7 @@ def learning_rate(ctx: Context) -> None:
         edit = {field_: good}
         if lr > ALL_LR[1]:
             ctx.add("lr.range", WARNING, f"learning rate {_g(lr)} is above {_g(ALL_LR[1])}, the top of the usual range; "
-                    f"{method.upper() if method == 'qlora' else 'LoRA'} usually trains at 1e-4 to 2e-4",
+                    f"{'QLoRA' if method == 'qlora' else 'LoRA'} usually trains at 1e-4 to 2e-4",
                     f"set {field_}: {_g(good)}", field=field_, edit=edit)
         elif lr > LORA_LR[1] and large:
             ctx.add("lr.range", WARNING, f"learning rate {_g(lr)}{size}: above 2e-4 often destabilises large models",
