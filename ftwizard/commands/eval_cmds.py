@@ -87,6 +87,7 @@ def cmd_eval(args) -> int:
 
 def follow_eval(eval_dir, proc, quiet: bool = False) -> int:
     """Print progress lines from the eval's events until the process ends; Ctrl-C stops it."""
+    from ftwizard.evaluation.launch import describe_event
     from ftwizard.rundir import EventReader
 
     reader = EventReader(eval_dir / "events.jsonl")
@@ -111,25 +112,6 @@ def follow_eval(eval_dir, proc, quiet: bool = False) -> int:
         proc.wait()
         print("evaluation interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-
-
-def describe_event(e: dict) -> str | None:
-    ev = e.get("event")
-    if ev == "plan":
-        return f"  {e['samples']} held-out samples, task: {e['task']}"
-    if ev == "engine":
-        return f"  model loaded on {e['device']} ({e['precision']})"
-    if ev == "model_start":
-        return f"  {e['model']}: generating..."
-    if ev == "progress" and e.get("done") == e.get("total"):
-        return f"  {e['model']}: {e['phase']} {e['done']}/{e['total']}"
-    if ev == "model_skipped":
-        return f"  {e['model']}: kept ({e.get('reason')})"
-    if ev == "model_done":
-        return f"  {e['model']}: done"
-    if ev == "failed":
-        return f"  failed: {e.get('message')}"
-    return None
 
 
 def print_summary(summary: dict, samples: int = 3) -> None:

@@ -174,3 +174,23 @@ def resolve_target(target: str, runs_dir: Path) -> tuple[RunConfig, RunDir | Non
         raise UserError(f"run {run.name} has no config.yaml", where=str(run.path),
                         fix="a run folder made by `ftwizard train` has one; was it copied incompletely?")
     return load_config(run.config), run
+
+
+def describe_event(e: dict) -> str | None:
+    """One progress line for an eval event (None for events not worth a line)."""
+    ev = e.get("event")
+    if ev == "plan":
+        return f"  {e['samples']} held-out samples, task: {e['task']}"
+    if ev == "engine":
+        return f"  model loaded on {e['device']} ({e['precision']})"
+    if ev == "model_start":
+        return f"  {e['model']}: generating..."
+    if ev == "progress" and e.get("done") == e.get("total"):
+        return f"  {e['model']}: {e['phase']} {e['done']}/{e['total']}"
+    if ev == "model_skipped":
+        return f"  {e['model']}: kept ({e.get('reason')})"
+    if ev == "model_done":
+        return f"  {e['model']}: done"
+    if ev == "failed":
+        return f"  failed: {e.get('message')}"
+    return None

@@ -54,12 +54,14 @@ def metrics_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def legend(summary: dict[str, Any]) -> Text:
-    out = Text()
+def legend(summary: dict[str, Any]) -> Table:
+    """What each column measures, one line each."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(justify="right", style="bold", no_wrap=True)
+    grid.add_column(style="dim")
     for m in summary["metrics"]:
-        out.append(f"{SHORT.get(m['name'], m['name']):>9}  ", style="bold")
-        out.append(m["description"] + "\n", style="dim")
-    return out
+        grid.add_row(SHORT.get(m["name"], m["name"]), m["description"])
+    return grid
 
 
 def verdict_text(summary: dict[str, Any]) -> Text:
@@ -104,7 +106,7 @@ def sample_view(summary: dict[str, Any], index: int) -> Group | Text:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    mark = {True: Text(" right", style="green"), False: Text(" wrong", style="red"), None: Text("")}
+    mark = {True: Text("  (right)", style="green"), False: Text("  (wrong)", style="red"), None: Text("")}
     grid.add_row("input", Text(s["input"]))
     grid.add_row("reference", Text(s["reference"], style="cyan"))
     grid.add_row("base", diff_text(s["reference"], s["base"]) + mark[s.get("base_correct")])

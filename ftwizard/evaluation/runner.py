@@ -47,7 +47,8 @@ def result_key(spec: dict[str, Any], model: dict[str, Any], eval_digest: str) ->
     ident = {
         "v": RESULT_VERSION, "base": spec["base"], "qlora": spec["method"] == "qlora", "eval": eval_digest,
         "max_samples": spec.get("max_samples"), "system_prompt": spec.get("system_prompt"),
-        "format": spec.get("format"), "max_length": spec.get("max_length"), "probe": spec.get("probe", True), "probe_size": spec.get("probe_size"),
+        "format": spec.get("format"), "max_length": spec.get("max_length"),
+        "probe": spec.get("probe", True), "probe_size": spec.get("probe_size"),
         "kind": model["kind"], "few_shot": model.get("few_shot", 0), "weights": weights_stamp(model.get("path")),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

@@ -116,13 +116,11 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
             self.render_all()
             return
         if self.reader is not None:
-            from ftwizard.commands.eval_cmds import describe_event
-
             for e in self.reader.read_new():
                 if e.get("event") == "progress":
                     self.progress = f"{e['model']}: {e['phase']} {e['done']}/{e['total']}"
                 else:
-                    self.progress = describe_event(e) or self.progress
+                    self.progress = launch.describe_event(e) or self.progress
         summary = read_summary(self.eval_dir)
         if summary is not None and summary != self.summary:
             self.summary = summary
