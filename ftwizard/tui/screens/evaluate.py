@@ -35,6 +35,7 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
     BINDINGS = [
         Binding("e", "evaluate", "Evaluate run"),
         Binding("b", "baseline", "Baseline (base only)"),
+        Binding("f", "baseline(3)", "Baseline + 3-shot"),
         Binding("r", "next_run", "Other run"),
         Binding("pageup", "sample(-1)", "Prev sample"),
         Binding("pagedown", "sample(1)", "Next sample"),
@@ -134,7 +135,8 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
             head.append(f" ({self.run.status().get('state')})  ", style="dim")
         else:
             head.append("no run yet: ", style="bold")
-            head.append("press b to score the base model on the held-out file first (the baseline).  ", style="")
+            head.append("press b to score the base model on the held-out file first (the baseline; f adds a "
+                        "3-shot prompt built from training rows).  ", style="")
         if not cfg.data.eval:
             head.append("\nx no held-out file (data.eval): set one on the Data step (Ctrl+X splits)", style="bold red")
         st = launch.read_eval_status(self.eval_dir) if self.eval_dir else {"state": "none"}
@@ -169,11 +171,11 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
             return
         self._start(baseline_only=False)
 
-    def action_baseline(self) -> None:
-        self._start(baseline_only=True)
+    def action_baseline(self, few_shot: int = 0) -> None:
+        self._start(baseline_only=True, few_shot=few_shot)
 
     @work(thread=True, exclusive=True, group="eval-start", exit_on_error=False)
-    def _start(self, baseline_only: bool) -> None:
+    def _start(self, baseline_only: bool, few_shot: int = 0) -> None:
         from ftwizard.config import load_config
         from ftwizard.errors import UserError
 
@@ -188,7 +190,7 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
                             if cfg.data.eval else None)
             if eval_dir is None:
                 raise UserError("there is no held-out file to evaluate on", fix="set data.eval on the Data step")
-            models = launch.plan_models(cfg, self.run, "all", baseline_only)
+            models = launch.plan_models(cfg, self.run, "all", baseline_only, few_shot)
             spec = launch.make_spec(cfg, models, run=self.run, eval_file=None, max_samples=None, batch_size=None,
                                     baseline_dir=baseline_dir)
             launch.start_eval(eval_dir, spec, detach=True)
