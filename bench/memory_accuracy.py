@@ -38,6 +38,10 @@ from ftwizard.hardware.shapes import EMBEDDED_SHAPE, find_builtin  # noqa: E402
 GIB = 1024**3
 MODELS = {"embedded": EMBEDDED_SHAPE, "1b": find_builtin("llama-3.2-1b"), "3b": find_builtin("llama-3.2-3b"),
           "8b": find_builtin("llama-3.1-8b")}
+# a tiny shape for exercising this script's GPU code path on a CPU (--device cpu)
+MODELS["tiny"] = EMBEDDED_SHAPE.__class__(name="tiny", model_type="llama", hidden=64, layers=2, heads=4, kv_heads=2,
+                                          head_dim=16, intermediate=176, vocab=1000, tied=True)
+DEVICE = "cuda"
 METHODS = ("qlora", "lora", "full")
 SEQS = (512, 2048)
 STEPS = 3
@@ -51,7 +55,7 @@ def plan(models, methods, seqs, batch: int) -> list[dict]:
                 for ckpt in (True, False):
                     rows.append(dict(model=m, method=method, seq=seq, batch=batch, ckpt=ckpt, padded=False))
     # two padded batches (attention mask present: repeated K/V and the mask bias in SDPA)
-    for m in [x for x in ("embedded", "1b") if x in models]:
+    for m in [x for x in ("embedded", "1b", "tiny") if x in models]:
         if "lora" in methods:
             rows.append(dict(model=m, method="lora", seq=1024, batch=2, ckpt=False, padded=True))
     return rows
@@ -99,7 +103,7 @@ def quantize_linears(model):
                 w = lin.weight.data
                 # quantised on the GPU where the bf16 weight already is (Params4bit.to quantises)
                 q.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=True,
-                                             quant_type="nf4", quant_storage=torch.bfloat16).to("cuda")
+                                             quant_type="nf4", quant_storage=torch.bfloat16).to(DEVICE)
                 if lin.bias is not None:
                     q.bias = torch.nn.Parameter(lin.bias.data, requires_grad=False)
                 setattr(parent, name, q)
@@ -115,7 +119,7 @@ def build(model_key: str, method: str):
     cfg = hf_config(MODELS[model_key])
     dtype = torch.float32 if method == "full" else torch.bfloat16
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(DEVICE):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
     if method == "qlora":
         quantize_linears(model)
@@ -147,38 +151,43 @@ def run_row(model, row: dict) -> dict:
             model.disable_input_require_grads()
     b, s = row["batch"], row["seq"]
     vocab = MODELS[row["model"]].vocab
-    g = torch.Generator(device="cuda").manual_seed(1)
-    ids = torch.randint(3, vocab, (b, s), device="cuda", generator=g)
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    ids = torch.randint(3, vocab, (b, s), device=DEVICE, generator=g)
     att = torch.ones_like(ids)
     if row["padded"]:
         att[1:, s // 2:] = 0  # later rows half padding: the collator's mask is present
     labels = ids.masked_fill(att == 0, -100)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    cuda = DEVICE == "cuda"
     gc.collect()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     losses = []
     try:
         for _ in range(STEPS):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
                 loss = model(input_ids=ids, attention_mask=att, labels=labels).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         out = {"oom": False, "losses": losses}
     except torch.cuda.OutOfMemoryError:
         out = {"oom": True}
     out["seconds"] = round(time.time() - t0, 2)
-    out["measured_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
-    out["measured_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
-    out["nvml_process_bytes"] = nvml_process_bytes()
+    if cuda:
+        out["measured_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
+        out["measured_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+        out["nvml_process_bytes"] = nvml_process_bytes()
     model.zero_grad(set_to_none=True)
     del opt
     gc.collect()
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return out
 
 
@@ -210,13 +219,17 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--gpu", default=None, help="GPU to judge fit against in --dry-run (default H100)")
     ap.add_argument("--time-budget", type=float, default=450, help="stop starting new groups after this many seconds")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="cpu only exercises the code path (model 'tiny'); nothing is measured there")
     a = ap.parse_args(argv)
     models = [m for m in a.models.split(",") if m]
     methods = [m for m in a.methods.split(",") if m]
     rows = plan(models, methods, [int(x) for x in a.seqs.split(",")], a.batch)
 
+    global DEVICE
+    DEVICE = a.device
     gpu_name, gpu_bytes = (a.gpu or "H100"), lookup(a.gpu or "H100").memory_bytes
-    if not a.dry_run:
+    if not a.dry_run and DEVICE == "cuda":
         import torch
 
         if not torch.cuda.is_available():
@@ -242,7 +255,8 @@ def main(argv=None) -> int:
                 if (row["model"], row["method"]) != current:
                     model = None
                     gc.collect()
-                    torch.cuda.empty_cache()
+                    if DEVICE == "cuda":
+                        torch.cuda.empty_cache()
                     try:
                         model = build(row["model"], row["method"])
                         current = (row["model"], row["method"])
@@ -256,7 +270,7 @@ def main(argv=None) -> int:
                                            / r["measured_reserved_bytes"], 1)
                 r["prediction_ok"] = (r["verdict"] == "does_not_fit") == bool(r.get("oom"))
         results.append(r)
-        result = ("OOM" if r.get("oom") else "ran") if not a.dry_run else ""
+        result = ("OOM" if r.get("oom") else "ran " + " ".join(f"{x:.2f}" for x in r.get("losses", []))) if not a.dry_run else ""
         if r.get("skipped"):
             result = "skipped (time budget)"
         err = f"{r['error_pct']:+6.1f}" if "error_pct" in r else "     -"

@@ -43,3 +43,15 @@ def test_real_run_on_gpu(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())["rows"]
     assert all("error_pct" in r for r in rows if not r.get("oom"))
+
+
+@pytest.mark.slow
+def test_gpu_code_path_runs_on_cpu_with_a_tiny_shape(tmp_path):
+    """The GPU run's code (model build, NF4 swap, peft, checkpointing toggles, padded
+    batches) exercised on a CPU with a tiny shape, so a GPU session does not find its bugs."""
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, str(BENCH), "--device", "cpu", "--models", "tiny", "--seqs", "64",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 7 and all(len(r["losses"]) == 3 and not r["oom"] for r in rows)
