@@ -71,7 +71,11 @@ def test_checkpointing_and_8bit_optimizer_reduce():
 
 def test_fsdp_shards_per_gpu_and_ddp_replicates():
     one = total(method="full", max_length=1024)
-    assert total(method="full", max_length=1024, n_gpus=4, strategy="ddp") == one
+    ddp = estimate(EstimateInput(model="llama-3.1-8b", method="full", max_length=1024, n_gpus=4, strategy="ddp"),
+                   with_advice=False)
+    # DDP replicates everything and adds its gradient buckets (a second copy of the gradients)
+    assert ddp.parts["ddp_gradient_buckets"] == 4 * find_builtin("llama-3.1-8b").total_params
+    assert ddp.total_bytes > one
     four = total(method="full", max_length=1024, n_gpus=4, strategy="fsdp")
     eight = total(method="full", max_length=1024, n_gpus=8, strategy="fsdp")
     assert eight < four < one / 2

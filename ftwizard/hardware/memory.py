@@ -37,7 +37,8 @@ trainer uses (transformers + peft, SDPA attention, bf16/fp16 autocast):
 The peak is the larger of two moments: the start of backward (activations and logits
 alive) and the optimizer step (all gradients plus optimizer temporaries). Per GPU:
 DDP replicates everything; FSDP shards weights, gradients and optimizer states but
-gathers one layer's full weights at a time.
+gathers one layer's full weights at a time (a rough model of FSDP's own buffers); DDP
+also keeps its gradient buckets, a second copy of the gradients.
 
 Pure arithmetic, no torch import: the wizard re-estimates on every keystroke.
 """
@@ -253,6 +254,9 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     grads = trainable * grad_bytes
     parts["gradients"] = grads // shard
     parts["optimizer_states"] = opt_state // shard
+    # DDP (gradient_as_bucket_view off, the default) keeps a second, flat copy of every
+    # gradient in its all-reduce buckets for the whole run.
+    parts["ddp_gradient_buckets"] = grads if (s.n_gpus > 1 and s.strategy == "ddp") else 0
     if s.optimizer.startswith("paged"):
         notes.append("paged optimizer states can spill to CPU memory under pressure (slower, but no OOM)")
 
@@ -312,6 +316,7 @@ PART_ORDER = (
     "weights",
     "lora_adapters",
     "gradients",
+    "ddp_gradient_buckets",
     "optimizer_states",
     "autocast_weight_copies",
     "activations",
@@ -326,6 +331,7 @@ PART_LABELS = {
     "weights": "weights",
     "lora_adapters": "LoRA adapters",
     "gradients": "gradients",
+    "ddp_gradient_buckets": "DDP gradient buckets",
     "optimizer_states": "optimizer states",
     "autocast_weight_copies": "16-bit weight copies (autocast)",
     "activations": "activations",
