@@ -129,7 +129,11 @@ class DataStep(ReportsWorkerErrors, Vertical):
             self._lint_proc.kill()
 
     def on_show(self) -> None:
-        if self.report is None and not self.busy:  # lint when first seen, not at app start
+        # Lint when the step is first looked at (not at app start, nor when Ctrl+N only passes by).
+        self.set_timer(0.5, self._lint_if_still_shown)
+
+    def _lint_if_still_shown(self) -> None:
+        if self.display and self.report is None and not self.busy:
             self.action_lint()
 
     def focus_first(self) -> None:

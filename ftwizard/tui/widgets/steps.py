@@ -24,7 +24,8 @@ class StepIndicator(Widget):
 
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
-        narrow = sum(len(s) + 5 for s in self.labels) > self.size.width > 0
+        full = sum(len(s) + 4 for s in self.labels) + 3 * (len(self.labels) - 1)
+        narrow = full > self.content_size.width > 0
         for i, label in enumerate(self.labels):
             if i:
                 out.append(" > " if not narrow else ">", style="dim")
