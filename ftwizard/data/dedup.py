@@ -71,8 +71,18 @@ class NearDuplicates:
         self._mult = (np.arange(1, num_perm // bands + 1, dtype=np.uint64) * _M2) | np.uint64(1)
 
     def add(self, rows: list[int], texts: list[str]) -> None:
-        if not rows:
-            return
+        if rows:
+            self.add_signatures(rows, *self.signatures(texts))
+
+    def add_signatures(self, rows, sig: np.ndarray, bands: np.ndarray) -> None:
+        """Index rows whose signatures were computed (possibly in another process) by `signatures`."""
+        if len(rows):
+            self._sigs.append(sig)
+            self._keys.append(bands)
+            self._rows.append(np.asarray(rows, dtype=np.int64))
+
+    def signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(low 16 bits of the MinHash signature, band keys) for each text: the per-row work."""
         import rensa
 
         words: list[str] = []
@@ -83,6 +93,8 @@ class NearDuplicates:
                 w += ["\x00"] * (SHINGLE - len(w))  # short texts still get one shingle
             words.extend(w)
             lens[i] = len(w)
+        if not texts:
+            return np.zeros((0, self.num_perm), np.uint16), np.zeros((0, self.bands), np.uint32)
         h = _word_hashes(words)
         tri = h[:-2] * _M1 + h[1:-1] * _M2 + h[2:]  # word trigrams (wrapping uint64 arithmetic)
         ends = np.cumsum(lens)
@@ -91,15 +103,11 @@ class NearDuplicates:
         keep[cross[cross < len(tri)]] = False
         flat = tri[keep]
         offsets = np.concatenate(([0], np.cumsum(lens - (SHINGLE - 1)))).astype(np.uint64)
-        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-            flat, offsets, self.num_perm, SEED,
-        )
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, self.num_perm, SEED)
         sig = np.asarray(matrix.to_rows(), dtype=np.uint32)
         r = self.num_perm // self.bands
-        keys = (sig.reshape(len(rows), self.bands, r).astype(np.uint64) * self._mult).sum(axis=2, dtype=np.uint64)
-        self._keys.append((keys >> np.uint64(32)).astype(np.uint32) ^ keys.astype(np.uint32))
-        self._sigs.append(sig.astype(np.uint16))
-        self._rows.append(np.asarray(rows, dtype=np.int64))
+        keys = (sig.reshape(len(texts), self.bands, r).astype(np.uint64) * self._mult).sum(axis=2, dtype=np.uint64)
+        return sig.astype(np.uint16), (keys >> np.uint64(32)).astype(np.uint32) ^ keys.astype(np.uint32)
 
     def pairs(self, exclude_same: dict[int, int] | None = None) -> list[NearPair]:
         """Near-duplicate pairs at or above the threshold, one per later row (its most similar earlier row).

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ftwizard.data import stats as stats_mod
+from ftwizard.data.batchwork import BatchWorker
 from ftwizard.data.checks import check_row
-from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates, dedup_text, exact_key
+from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates
+from ftwizard.data.pii import LABEL as PII_LABEL
 from ftwizard.data.guidance import GENERIC_MINIMUM, rate_count
 from ftwizard.data.loading import Record, check_readable, file_kind, iter_records, snippet
 from ftwizard.data.rules import ERROR, INFO, RULES, WARNING
@@ -190,15 +193,12 @@ class Linter:
         self.json_fields: dict[str, Counter] = {}
         self.eos_checked = 0
         self.eos_bad: list[tuple[int, str]] = []
-        self.counter = None
         self.specials: list[str] = []
         self.decontam = None
-        self.system_pii: dict[str, list] = {}
         self.t0 = time.perf_counter()
+        self.worker = BatchWorker(self.o.tokenizer, self.o.pii, self.o.dedup, self.o.near_threshold)
+        self.counter = self.worker.counter  # None without a tokenizer
         if self.o.tokenizer is not None:
-            from ftwizard.data.tokens import TokenCounter
-
-            self.counter = TokenCounter(self.o.tokenizer)
             tok = self.o.tokenizer
             self.specials = sorted({t for t in getattr(tok, "all_special_tokens", []) if t and len(t) > 2}, key=len, reverse=True)
         if self.o.eval_path is not None:
@@ -261,30 +261,62 @@ class Linter:
         if not batch:
             return
         chats = [v for v in batch if v.messages is not None]
-        texts = [v for v in batch if v.messages is None]
         for v in chats:
             self._row_semantics(v)
+        if self.counter is not None and self.eos_checked < EOS_CHECK_ROWS:
+            self._check_eos(chats[: EOS_CHECK_ROWS - self.eos_checked])
+        self._merge(self.worker.run([(v.row, v.messages, v.text) for v in batch]))
+
+    def _merge(self, res) -> None:
+        """Fold one batch's results into the file's state, in row order."""
+        limit = self.o.max_length
+        for row, msg in res.template_errors:
+            self.add("template.error", row, msg)
         if self.counter is not None:
-            self._count_tokens(chats, texts)
-        near_rows, near_texts = [], []
-        for v in batch:
-            content = v.text if v.messages is None else None
-            key = exact_key(v.messages if v.messages is not None else [{"role": "text", "content": content}])
+            for row, n in zip(res.rows, res.lengths):
+                if n is None:
+                    continue
+                self.lengths.append(n)
+                if limit and n > limit:
+                    self.add("length.over_max", row, f"{n:,} tokens, over the max length of {limit:,}; "
+                             f"the last {n - limit:,} tokens are cut off")
+        pii = iter(res.pii)
+        nxt = next(pii, None)
+        near_mask = []
+        for i, (row, key) in enumerate(zip(res.rows, res.keys)):
             first = self.exact.get(key)
             if first is None:
-                self.exact[key] = v.row
-                if self.near is not None:
-                    near_rows.append(v.row)
-                    near_texts.append(content if content is not None else dedup_text(v.messages))
+                self.exact[key] = row
             elif self.o.dedup:
-                self.exact_of[v.row] = first
-                self.add("dup.exact", v.row, f"row {v.row} is an exact duplicate of row {first}", related=[first])
-            if self.o.pii:
-                self._pii(v)
+                self.exact_of[row] = first
+                self.add("dup.exact", row, f"row {row} is an exact duplicate of row {first}", related=[first])
+            near_mask.append(first is None)
+            while nxt is not None and nxt[0] == row:
+                _, kind, fieldname, masked, ctx = nxt
+                self.add(f"pii.{kind}", row, f"{PII_LABEL[kind]}: {masked}", fieldname, ctx)
+                nxt = next(pii, None)
             if self.decontam is not None:
-                self.decontam.add_train(v.row, key, content if content is not None else dedup_text(v.messages))
-        if self.near is not None:
-            self.near.add(near_rows, near_texts)
+                self.decontam.add_train(row, key, res.texts[i])
+        if self.near is not None and res.sig is not None:
+            mask = np.asarray(near_mask, dtype=bool)
+            self.near.add_signatures(np.asarray(res.rows)[mask], res.sig[mask], res.bands[mask])
+
+    def _check_eos(self, chats: list[_Valid]) -> None:
+        from ftwizard.data.template import TemplateError, assistant_spans
+
+        if not self.counter.has_template:
+            return
+        for v in chats:
+            self.eos_checked += 1
+            try:
+                spans = assistant_spans(self.o.tokenizer, v.messages)
+            except TemplateError as e:
+                self.add("template.error", v.row, _first_line(e))
+                continue
+            for sp in spans:
+                if not sp.closed:
+                    self.eos_bad.append((v.row, f"messages[{sp.message_index}]"))
+                    break
 
     def _row_semantics(self, v: _Valid) -> None:
         msgs = v.messages
@@ -344,84 +376,6 @@ class Linter:
             self.json_failure_count += 1
             if len(self.json_failures) < self.o.max_per_rule:
                 self.json_failures.append((row, "not JSON"))
-
-    def _count_tokens(self, chats: list[_Valid], texts: list[_Valid]) -> None:
-        from ftwizard.data.template import TemplateError, assistant_spans
-
-        limit = self.o.max_length
-        pairs: list[tuple[_Valid, int]] = []
-        if chats and not self.counter.has_template:
-            if not self.counts["template.error"]:
-                self.add("template.error", chats[0].row, "the model's tokenizer has no chat template, so chat rows "
-                         "cannot be rendered or counted; use an instruct model or add a chat template")
-            chats = []
-        if chats:
-            try:
-                counts = self.counter.count_conversations([v.messages for v in chats])
-                pairs += list(zip(chats, counts))
-            except Exception:  # one row the template rejects: count row by row to find it
-                for v in chats:
-                    try:
-                        pairs.append((v, self.counter.count_conversations([v.messages])[0]))
-                    except Exception as e:
-                        self.add("template.error", v.row, f"the chat template cannot render this row: {_first_line(e)}")
-        if texts:
-            pairs += list(zip(texts, self.counter.count_texts([v.text for v in texts])))
-        for v, n in pairs:
-            self.lengths.append(n)
-            if limit and n > limit:
-                self.add("length.over_max", v.row, f"{n:,} tokens, over the max length of {limit:,}; "
-                         f"the last {n - limit:,} tokens are cut off", None)
-        if self.eos_checked < EOS_CHECK_ROWS:
-            for v in chats[: EOS_CHECK_ROWS - self.eos_checked]:
-                self.eos_checked += 1
-                try:
-                    spans = assistant_spans(self.o.tokenizer, v.messages)
-                except TemplateError as e:
-                    self.add("template.error", v.row, _first_line(e))
-                    continue
-                for sp in spans:
-                    if not sp.closed:
-                        self.eos_bad.append((v.row, f"messages[{sp.message_index}]"))
-                        break
-
-    def _pii(self, v: _Valid) -> None:
-        from bisect import bisect_right
-
-        from ftwizard.data.pii import LABEL, find_pii
-
-        if v.messages is None:
-            parts = [("text", v.text)]
-        else:
-            parts = []
-            for i, m in enumerate(v.messages):
-                if m["role"] == "system":  # the same prompt on every row: scan it once
-                    cached = self.system_pii.get(m["content"])
-                    if cached is None:
-                        cached = find_pii(m["content"])
-                        if len(self.system_pii) < 100:
-                            self.system_pii[m["content"]] = cached
-                    if cached:
-                        parts.append((f"messages[{i}].content", m["content"]))
-                else:
-                    parts.append((f"messages[{i}].content", m["content"]))
-        # one scan over the row's turns joined by a separator no pattern can cross
-        sep = "\n\x00\n"
-        starts, pos = [], 0
-        for _, text in parts:
-            starts.append(pos)
-            pos += len(text) + len(sep)
-        joined = sep.join(text for _, text in parts)
-        seen = set()
-        for m in find_pii(joined):
-            k = bisect_right(starts, m.start) - 1
-            fieldname, text = parts[k]
-            if (m.kind, k) in seen:
-                continue
-            seen.add((m.kind, k))
-            s, e = m.start - starts[k], m.end - starts[k]
-            ctx = text[max(0, s - 30):s] + m.masked() + text[e:e + 30]
-            self.add(f"pii.{m.kind}", v.row, f"{LABEL[m.kind]}: {m.masked()}", fieldname, snippet(ctx))
 
     # ---------------------------------------------------------------- the whole file
     def finish(self) -> LintReport:
