@@ -186,6 +186,23 @@ def test_estimate_is_fast():
     assert (time.perf_counter() - t) / 50 < 0.005
 
 
+def test_estimate_with_advice_is_fast_enough_for_keystrokes():
+    inp = EstimateInput(model="llama-3.1-8b", method="full", max_length=2048, micro_batch=4, gpu="RTX 4090",
+                        rows=1000)
+    times = []
+    for k in range(30):
+        t = time.perf_counter()
+        e = estimate(inp.with_changes(max_length=2048 + k))
+        times.append(time.perf_counter() - t)
+    assert e.advice and e.cheapest_gpu is not None
+    assert sorted(times)[len(times) // 2] < 0.005
+
+
+def test_cpu_device_has_no_cuda_context_and_trains_fp32():
+    e = estimate(EstimateInput(model="embedded", device="cpu"), with_advice=False)
+    assert e.precision == "fp32" and e.parts["cuda_context"] == 0
+
+
 def test_estimate_imports_nothing_heavy():
     code = (
         "import sys; from ftwizard.hardware.estimate import estimate, EstimateInput; "

@@ -91,6 +91,7 @@ class EstimateInput:
     # QLoRA as the trainer builds it: peft's prepare_model_for_kbit_training upcasts the
     # non-4-bit weights to fp32, which also makes the residual stream fp32.
     kbit_fp32_rest: bool = True
+    device: str = "cuda"  # "cpu": a CPU run (precision fp32, no CUDA context)
 
     def with_changes(self, **kw: Any) -> "EstimateInput":
         return replace(self, **kw)
@@ -215,13 +216,14 @@ def memory_only(inp: EstimateInput, shape: ModelShape | None = None, gpu: GpuTar
     shape = shape or (inp.model if isinstance(inp.model, ModelShape) else resolve_shape(inp.model))
     precision = inp.precision
     if precision == "auto":
-        precision = "bf16" if (gpu is None or gpu.supports_bf16) else "fp16"
+        precision = "fp32" if inp.device == "cpu" else "bf16" if (gpu is None or gpu.supports_bf16) else "fp16"
     targets = inp.lora_targets if isinstance(inp.lora_targets, str) else tuple(inp.lora_targets)
     settings = MemorySettings(
         method=inp.method, seq_len=memory_seq_len(inp), micro_batch=inp.micro_batch, grad_accum=inp.grad_accum,
         gradient_checkpointing=inp.gradient_checkpointing, optimizer=inp.optimizer, precision=precision,
         lora_r=inp.lora_r, lora_targets=targets, lora_dropout=inp.lora_dropout, n_gpus=inp.n_gpus,
         strategy=inp.strategy, padded=False if inp.packing else None, kbit_fp32_rest=inp.kbit_fp32_rest,
+        device="cpu" if inp.device == "cpu" else "cuda",
     )
     return training_memory(shape, settings), precision, settings.seq_len
 
