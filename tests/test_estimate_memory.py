@@ -194,7 +194,7 @@ def test_estimate_with_advice_is_fast_enough_for_keystrokes():
         t = time.perf_counter()
         e = estimate(inp.with_changes(max_length=2048 + k))
         times.append(time.perf_counter() - t)
-    assert e.advice and e.cheapest_gpu is not None
+    assert e.advice and e.cheapest_gpu is None  # ~190 GB: no single NVIDIA GPU of the table holds it
     assert sorted(times)[len(times) // 2] < 0.005
 
 
