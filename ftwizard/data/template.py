@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # End-of-turn markers of common templates, in case the tokenizer's eos_token is a different one.
 KNOWN_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
@@ -59,9 +60,9 @@ def end_of_turn_markers(tokenizer) -> list[str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """Characters [start, end) of the rendered text that belong to one assistant turn."""
+class Span(NamedTuple):
+    """Characters [start, end) of the rendered text that belong to one assistant turn
+    (a tuple, so `for start, end, *_ in spans` works where plain (start, end) pairs are expected)."""
 
     start: int
     end: int
