@@ -85,16 +85,36 @@ def _candidates(inp, shape, gpu) -> list[dict]:
             out.append(cand)
             if cand["verdict"] == "fits":
                 break
-    family = shape.name.rsplit("-", 1)[0] if "-" in shape.name else None
-    if family:
-        smaller = sorted((s for s in BUILTIN if s.name.startswith(family + "-") and s.total_params < shape.total_params),
-                         key=lambda s: -s.total_params)
-        for s in smaller:
-            cand = _try(inp, shape, gpu, f"a smaller base: {s.name} ({s.total_params / 1e9:.1f}B)", "model", model=s)
-            out.append(cand)
-            if cand["verdict"] == "fits":
-                break
+    for s in _smaller_relatives(shape):
+        cand = _try(inp, shape, gpu, f"a smaller base: {s.name} ({s.total_params / 1e9:.1f}B)", "model", model=s)
+        out.append(cand)
+        if cand["verdict"] == "fits":
+            break
     return out
+
+
+def _family(s: ModelShape) -> tuple[str, str] | None:
+    """Built-in bases of one family share an architecture and a publisher (Llama 3.1/3.2, Qwen2.5, ...)."""
+    if not s.hub_id:
+        return None
+    return (s.model_type.replace("_text", ""), s.hub_id.split("/")[0])
+
+
+def _smaller_relatives(shape: ModelShape) -> list[ModelShape]:
+    fam = _family(shape) or (_family(find) if (find := _builtin_twin(shape)) else None)
+    if fam is None:
+        return []
+    return sorted((s for s in BUILTIN if s.name != "embedded" and _family(s) == fam
+                   and s.total_params < 0.9 * shape.total_params), key=lambda s: -s.total_params)
+
+
+def _builtin_twin(shape: ModelShape) -> ModelShape | None:
+    """The built-in entry with the same shape as a model read from a folder or the cache."""
+    for s in BUILTIN:
+        if (s.hidden, s.layers, s.heads, s.kv_heads, s.intermediate, s.vocab) == (
+                shape.hidden, shape.layers, shape.heads, shape.kv_heads, shape.intermediate, shape.vocab):
+            return s
+    return None
 
 
 def _combined(inp, shape, gpu) -> dict | None:
