@@ -67,14 +67,19 @@ def parse_quants(text: str) -> list[str]:
     return qs or ["q8_0"]
 
 
-def prepare_out(out: Path, force: bool) -> None:
-    """Never overwrite: an existing, non-empty export folder needs --force (and then only our entries go)."""
+def prepare_check(out: Path, force: bool) -> None:
+    """The never-overwrite rule alone (no changes): the CLI checks it before starting the worker."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder", where="--out", fix="choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"export folder {out} already has files; exports are never overwritten",
+                        where=str(out), fix="pass --force to replace it, or --out for another folder")
+
+
+def prepare_out(out: Path, force: bool) -> None:
+    """Never overwrite: an existing, non-empty export folder needs --force (and then only our entries go)."""
+    prepare_check(out, force)
     if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UserError(f"export folder {out} already has files; exports are never overwritten",
-                            where=str(out), fix="pass --force to replace it, or --out for another folder")
         for name in OWNED:
             p = out / name
             if p.is_dir():

@@ -1,0 +1,50 @@
+"""The export process: `python -m ftwizard.export.worker RUN [options]`.
+
+Runs the whole export (heavy imports live here, not in the CLI or the wizard), prints
+progress lines, and writes the manifest. Exit code 0 when every export passed its
+checks, 2 when some failed (the manifest says which and why), 1 on a user error
+(also written as JSON to --error-file for the caller to show).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ftwizard.export.worker")
+    ap.add_argument("run")
+    ap.add_argument("--format", default="adapter,merged,gguf,ollama")
+    ap.add_argument("--quant", default="q8_0")
+    ap.add_argument("--out")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--dtype", choices=["fp16", "bf16", "fp32"])
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--push-to-hub")
+    ap.add_argument("--error-file")
+    a = ap.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    from ftwizard.errors import UserError
+
+    try:
+        from ftwizard.export.pipeline import export_run
+
+        m = export_run(Path(a.run), a.format, a.quant, Path(a.out) if a.out else None, a.force, a.dtype,
+                       a.max_new_tokens, a.push_to_hub, log=lambda s: print(s, flush=True))
+    except UserError as e:
+        if a.error_file:
+            import json
+
+            Path(a.error_file).write_text(json.dumps(e.to_dict()))
+        print(e.render(), file=sys.stderr)
+        return 1
+    return 0 if m["state"] == "completed" else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
