@@ -37,6 +37,7 @@ ALL_STEPS: list[tuple[str, str | None]] = [
     ("ftwizard.tui.screens.hyperparams:HyperparamsStep", None),
     ("ftwizard.tui.screens.train:TrainStep", None),
     ("ftwizard.tui.screens.evaluate:EvaluateStep", "ftwizard.evaluation.compare"),
+    ("ftwizard.tui.screens.export:ExportStep", "ftwizard.export.pipeline"),
 ]
 
 
