@@ -320,7 +320,7 @@ def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[i
     targets = cfg.lora.target_modules if isinstance(cfg.lora.target_modules, str) else tuple(cfg.lora.target_modules)
     inp = EstimateInput(
         model=cfg.model.base, method=cfg.model.method, max_length=cfg.data.max_length,
-        lengths=tuple(lengths) if lengths else None, micro_batch=t.batch_size, grad_accum=t.gradient_accumulation,
+        lengths=tuple(int(x) for x in lengths) if lengths is not None and len(lengths) else None, micro_batch=t.batch_size, grad_accum=t.gradient_accumulation,
         gradient_checkpointing=t.gradient_checkpointing, optimizer=_CONFIG_OPTIMIZER.get(t.optimizer, "adamw"),
         precision=precision, lora_r=cfg.lora.r, lora_targets=targets, lora_dropout=cfg.lora.dropout,
         n_gpus=n_gpus, strategy=strategy, gpu=gpu, epochs=t.epochs, packing=cfg.data.packing,
