@@ -78,13 +78,13 @@ def test_fix_split_stats_rules(capsys, tmp_path):
     assert code == 2
 
 
-def test_show_renders_the_row(capsys, embedded_model_dir):
+def test_show_renders_the_row(capsys, embedded_model_dir):  # the fixture converts the embedded model once
     code, out, _ = run(capsys, "data", "show", str(FIX / "valid_sharegpt.jsonl"), "--row", "1",
-                       "--model", str(embedded_model_dir), "--json")
+                       "--model", "embedded", "--json")
     d = json.loads(out)
     assert code == 0 and d["format"] == "sharegpt" and d["trained_tokens"] < d["tokens"]
     assert [s["text"] for s in d["segments"] if s["trained"]][0].endswith("<|im_end|>")
-    code, out, _ = run(capsys, "data", "show", str(FIX / "valid_sharegpt.jsonl"), "--row", "1", "--model", str(embedded_model_dir))
+    code, out, _ = run(capsys, "data", "show", str(FIX / "valid_sharegpt.jsonl"), "--row", "1")
     assert code == 0 and "trained" in out and "<|im_start|>user" in out
 
 
