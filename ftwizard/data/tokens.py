@@ -111,6 +111,21 @@ def _word_splitter(backend):
     return None
 
 
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2's byte-to-character table, which ByteLevel applies to each word before BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = dict(zip(bs, cs))
+    return [chr(table[b]) for b in range(256)]
+
+
+_BYTE_TO_UNICODE = _bytes_to_unicode()
 _CONTENT = r"""(?:content['"]?\]?|content\b)"""
 
 
@@ -233,6 +248,8 @@ class TokenCounter:
         if not texts:
             return []
         if self._backend is not None:
+            if len(texts) < 256:  # waking the Rust thread pool costs milliseconds a call: not worth it for a few
+                return [len(self._backend.encode(t, add_special_tokens=False).ids) for t in texts]
             return [len(e.ids) for e in self._backend.encode_batch_fast(texts, add_special_tokens=False)]
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
@@ -261,7 +278,12 @@ class TokenCounter:
             todo = list(missing)
             if len(cache) + len(todo) > 500_000:
                 cache.clear()  # bounded; frequent words come back at once
-            for u, n in zip(todo, self._encode_lengths(todo)):
+            if words_of is not None:  # a pre-tokenizer word goes straight to the BPE model, byte-mapped
+                tokenize, table = self._backend.model.tokenize, _BYTE_TO_UNICODE
+                counts = [len(tokenize("".join([table[b] for b in u.encode()]))) for u in todo]
+            else:
+                counts = self._encode_lengths(todo)
+            for u, n in zip(todo, counts):
                 cache[u] = n
         get = cache.__getitem__
         return [n_sp + sum(map(get, units)) for n_sp, units in zip(specials, per_text)]
