@@ -9,14 +9,15 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 PERCENT = {"exact_match", "json_parse_rate", "schema_match", "field_precision", "field_recall", "field_f1",
            "accuracy", "macro_f1", "rouge_l", "probe_score"}
-SHORT = {"json_parse_rate": "JSON ok", "schema_match": "schema", "field_precision": "field P",
-         "field_recall": "field R", "field_f1": "field F1", "exact_match": "exact", "eval_loss": "loss",
+SHORT = {"json_parse_rate": "JSON", "schema_match": "schema", "field_precision": "fld P",
+         "field_recall": "fld R", "field_f1": "fld F1", "exact_match": "exact", "eval_loss": "loss",
          "perplexity": "ppl", "probe_score": "probe", "macro_f1": "macro F1", "accuracy": "acc",
          "rouge_l": "ROUGE-L", "chrf": "chrF", "bleu": "BLEU"}
 
@@ -36,11 +37,13 @@ def fmt_value(name: str, value: Any) -> str:
 def metrics_table(summary: dict[str, Any]) -> Table:
     """Models as rows, metrics as columns; the best value of each column in bold green with a star."""
     table = Table(title=f"held-out {summary['task']} metrics (best marked *)", title_justify="left",
-                  header_style="bold", pad_edge=False)
-    table.add_column("model")
+                  header_style="bold", pad_edge=False, box=box.SIMPLE_HEAD,
+                  padding=(0, 0, 0, 1), collapse_padding=True)
+    table.add_column("model", no_wrap=True)
     cols = [m["name"] for m in summary["metrics"]]
     for c in cols:
         table.add_column(SHORT.get(c, c), justify="right")
+    spread = {c: len({m["metrics"].get(c) for m in summary["models"]}) > 1 for c in cols}
     for m in summary["models"]:
         label = Text(m["label"])
         if m["id"] == summary.get("best_checkpoint"):
@@ -48,7 +51,7 @@ def metrics_table(summary: dict[str, Any]) -> Table:
         cells = []
         for c in cols:
             v = m["metrics"].get(c)
-            is_best = summary["best"].get(c) == m["id"] and len(summary["models"]) > 1
+            is_best = summary["best"].get(c) == m["id"] and spread[c]  # no star when every row ties
             cells.append(Text(fmt_value(c, v) + ("*" if is_best else " "), style="bold green" if is_best else ""))
         table.add_row(label, *cells)
     return table
