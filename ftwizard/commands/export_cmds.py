@@ -50,6 +50,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     req = ExportRequest(run.path, args.format, args.quant, Path(args.out) if args.out else None, args.force,
                         args.dtype, args.max_new_tokens, args.push_to_hub)
     prepare_check(req.out_dir(), args.force)
+    if args.push_to_hub:
+        from ftwizard.export.hub import check_push
+
+        check_push(args.push_to_hub)
     proc, err = start(req, stdout=sys.stderr if args.json else None)
     m = outcome(proc, err, req)
     if args.json:

@@ -71,6 +71,17 @@ def _common_suffix(x: str, y: str) -> str:
     return x[len(x) - n:] if n else ""
 
 
+def _turn_start(tok, common: str) -> str:
+    """The turn-start marker: the common suffix cut to begin at a special token ('|><|start_header_id|>'
+    shares '|>' with the end of '<|eot_id|>' and '<|begin_of_text|>', but the marker is '<|start_header_id|>')."""
+    specials = [t for t in getattr(tok, "get_added_vocab", lambda: {})() if t]
+    for i in range(len(common)):
+        if any(common.startswith(t, i) for t in specials):
+            return common[i:]
+    i = common.find("<")  # no added-token list: tag-style markers start with '<'
+    return common[i:] if i > 0 else common
+
+
 def derive_turn_format(tok) -> TurnFormat:
     """Read the turn pieces off the tokenizer's template; raises ValueError when it has another shape."""
     system_role = True
@@ -104,7 +115,7 @@ def derive_turn_format(tok) -> TurnFormat:
     if ih < 0 or head[ih + len(role_head):] != b:
         raise ValueError("the first turn's header differs from the others")
     x = head[:ih]                                   # BOS + A
-    a = _common_suffix(post_a, x)
+    a = _turn_start(tok, _common_suffix(post_a, x))
     if not a:
         raise ValueError("no common turn-start marker")
     post, bos = post_a[:len(post_a) - len(a)], x[:len(x) - len(a)]
