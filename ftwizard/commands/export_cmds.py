@@ -42,9 +42,11 @@ def _runs_dir(args: argparse.Namespace) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     from ftwizard.export.launch import ExportRequest, outcome, start
     from ftwizard.export.pipeline import parse_formats, parse_quants, prepare_check
+    from ftwizard.export.source import open_run
     from ftwizard.rundir import find_run
 
     run = find_run(args.run, _runs_dir(args))
+    open_run(run.path)  # finished, with a result: checked before a process starts
     parse_formats(args.format)  # fail fast, before a process starts
     parse_quants(args.quant)
     req = ExportRequest(run.path, args.format, args.quant, Path(args.out) if args.out else None, args.force,
