@@ -13,7 +13,7 @@ unmerged, fp32); R16, the merged model after rounding to the saved 16-bit dtype.
 not CPU half-precision kernels. What each check requires:
 
     adapter reload     vs R32: same greedy tokens, logits within EXACT_ATOL
-    merge (fp32)       vs R32: same greedy tokens, logits within MERGE_ATOL
+    merge (fp32)       vs R32: same greedy tokens, logits within MERGE_ATOL (QLORA_ATOL for QLoRA)
     merged reload      vs R16: same tokens, within EXACT_ATOL (the files are the model)
                        vs R32: same tokens, within ROUND_ATOL (16-bit rounding is harmless)
     gguf f16/bf16/f32  vs R16: same tokens, within GGUF16_ATOL
@@ -37,6 +37,10 @@ from ftwizard.export.manifest import FORMATS, Manifest, files_under
 from ftwizard.export.source import RunSource, open_run
 
 ROUND_ATOL = 0.5
+# QLoRA's reference runs on bitsandbytes' NF4 layers, which dequantise blocks to bf16
+# (quant_state.dtype) before the matmul; the merged fp32 model does not round there.
+# Measured on the embedded model: 0.49. Tokens must still match exactly.
+QLORA_ATOL = 1.0
 GGUF16_ATOL = 2e-2
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt",
@@ -187,7 +191,8 @@ class Exporter:
         if self.src.method != "full":
             what = "dequantised NF4 base" if self.src.method == "qlora" else "base"
             checks.append(self._compare(f"adapter merged into the {what} (fp32) vs the fine-tuned model", merged,
-                                        self.r32, tokens_must_match=True, atol=V.MERGE_ATOL))
+                                        self.r32, tokens_must_match=True,
+                                        atol=QLORA_ATOL if self.src.method == "qlora" else V.MERGE_ATOL))
         M.save_merged(merged, self.tok, d, self.merged_dtype)
         merged.float()  # the saved 16-bit values, upcast: reference R16
         self.r16 = V.run_reference(merged, self.prompts, self.stops, self.max_new_tokens, self.pad)
@@ -197,7 +202,8 @@ class Exporter:
                                     f"in {self.merged_dtype}", back, self.r16, tokens_must_match=True,
                                     atol=V.EXACT_ATOL))
         checks.append(self._compare(f"merged {self.merged_dtype} files vs the fp32 fine-tuned model", back, self.r32,
-                                    tokens_must_match=True, atol=ROUND_ATOL))
+                                    tokens_must_match=True,
+                                    atol=QLORA_ATOL if self.src.method == "qlora" else ROUND_ATOL))
         _free(back)
         extra = {"path": "merged", "dtype": self.merged_dtype}
         if self.src.method == "qlora":
