@@ -251,7 +251,7 @@ class Exporter:
 
         if not self.gguf_files:
             raise UserError("no GGUF file was exported, so there is nothing for a Modelfile to point at")
-        target = self.gguf_files[0]
+        target = min(self.gguf_files, key=lambda f: f.stat().st_size)  # the most compact one passing its checks
         tr = O.translate(self.tok, [self.tok.eos_token] if self.tok.eos_token else [])
         system = self.system or tr.default_system
         for w in tr.warnings:
