@@ -19,6 +19,7 @@ import orjson
 from ftwizard.config import EMBEDDED
 from ftwizard.export.source import RunSource
 
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA (4-bit NF4 base)", "full": "full fine-tuning"}
 SOFTWARE = ("ftwizard", "torch", "transformers", "peft", "trl", "bitsandbytes", "huggingface_hub", "gguf")
 
 
@@ -75,10 +76,11 @@ def _exports_table(manifest: dict[str, Any]) -> str:
     for key, e in manifest.get("exports", {}).items():
         if key == "card":
             continue
-        size = f"{e['bytes'] / 1e6:.1f} MB" if e.get("bytes") else ""
+        b = e.get("bytes") or 0
+        size = f"{b / 1e6:.1f} MB" if b >= 100_000 else f"{b / 1e3:.1f} kB" if b else ""
         checks = e.get("checks") or []
-        detail = "; ".join(c["detail"] for c in checks) or e.get("reason", "")
-        lines.append(f"| {key} | {e['state']} | {size} | {detail.replace('|', '/')} |")
+        detail = "; ".join(f"{c['name']}: {c['detail']}" for c in checks) if e["state"] == "ok" else e.get("reason", "")
+        lines.append(f"| {key} | {e['state']} | {size} | {detail.replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
 
 
@@ -116,8 +118,8 @@ def build_card(src: RunSource, manifest: dict[str, Any], system_prompt: str | No
     body = f"""
 # {name}
 
-Fine-tuned from [{src.base_display}]({_link(src.base_display)}) with {src.method.upper()} by
-[ftwizard](https://github.com/) (run `{src.run.name}`).{base_note}
+Fine-tuned from [{src.base_display}]({_link(src.base_display)}) with {METHOD_NAMES[src.method]} by
+ftwizard (run `{src.run.name}`).{base_note}
 
 ## Intended use
 
