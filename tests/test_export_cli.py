@@ -87,3 +87,19 @@ def test_unfinished_run_is_refused(finished_run, capsys):
 def test_missing_run(tmp_path, capsys):
     rc, out = run_cli(capsys, "nope", "--runs-dir", str(tmp_path))
     assert rc == 1 and "no run named 'nope'" in out
+
+
+def test_card_eval_table_from_the_eval_summary(tmp_path):
+    from ftwizard.export.card import eval_table
+
+    assert eval_table(tmp_path) is None  # no eval yet: the card says so instead
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "task": "json", "primary_metric": "field_f1",
+        "metrics": [{"name": "json_parse_rate"}, {"name": "field_f1"}],
+        "models": [{"id": "base", "label": "base", "metrics": {"json_parse_rate": 0.0, "field_f1": 0.0}},
+                   {"id": "checkpoint-10", "label": "step 10", "metrics": {"json_parse_rate": 1.0, "field_f1": 0.2708}}],
+        "verdict": {"beats_baseline": True}}))
+    t = eval_table(tmp_path)
+    assert "| model | json_parse_rate | field_f1 |" in t
+    assert "| step 10 | 1.0 | 0.2708 |" in t and "| base | 0.0 | 0.0 |" in t
+    assert "beats the baseline on field_f1: yes" in t
