@@ -46,7 +46,8 @@ def new_run_dir(cfg: RunConfig) -> RunDir:
 
 
 def _spawn(run: RunDir, resume: bool, detach: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ftwizard.training.worker", str(run.path)] + (["--resume"] if resume else [])
+    # An absolute path: the worker runs with the run folder as its working directory.
+    cmd = [sys.executable, "-m", "ftwizard.training.worker", str(run.path.resolve())] + (["--resume"] if resume else [])
     log = open(run.log, "ab")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
