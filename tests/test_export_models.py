@@ -134,7 +134,7 @@ def test_qlora_run_merges_into_the_dequantised_nf4_base(tmp_path):
     ad = load_file(str(run / "adapter" / "adapter_model.safetensors"))
     key = "model.layers.0.self_attn.q_proj"
     w = base[f"{key}.weight"].float()
-    q, state = bnbf.quantize_4bit(w.to(torch.bfloat16), blocksize=64, quant_type="nf4", compress_statistics=True)
+    q, state = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
     w_nf4 = bnbf.dequantize_4bit(q, state).float()
     a = next(v for k, v in ad.items() if k.endswith(f"{key}.lora_A.weight")).float()
     b = next(v for k, v in ad.items() if k.endswith(f"{key}.lora_B.weight")).float()
@@ -142,4 +142,5 @@ def test_qlora_run_merges_into_the_dequantised_nf4_base(tmp_path):
     got = merged[f"{key}.weight"].float()
     err_nf4 = float((got - (w_nf4 + delta)).abs().max())
     err_plain = float((got - (w + delta)).abs().max())
-    assert err_nf4 < 2e-3 < err_plain, (err_nf4, err_plain)
+    # fp16 storage rounds |w| < 8 by up to 2e-3; NF4's own error is ~100x that
+    assert err_nf4 < 5e-3 and err_plain > 0.05, (err_nf4, err_plain)
