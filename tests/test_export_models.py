@@ -22,8 +22,8 @@ def cli(*args, timeout=900):
     return subprocess.run([sys.executable, "-m", "ftwizard", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def train(tmp: Path, method: str) -> Path:
-    cfg = tiny_config(tmp, method, save_every=0)
+def train(tmp: Path, method: str, **training) -> Path:
+    cfg = tiny_config(tmp, method, save_every=0, **training)
     r = cli("train", str(cfg), "--name", method)
     assert r.returncode == 0, r.stdout + r.stderr
     return tmp / "runs" / method
@@ -103,18 +103,8 @@ def test_lora_run_exports_every_format_and_each_loads_back(lora_run, converter):
     assert r2.returncode == 1 and "never overwritten" in r2.stderr
 
 
-def test_a_failed_check_marks_the_export_failed(lora_run, tmp_path):
-    out = tmp_path / "exp"
-    r = cli("export", str(lora_run), "--format", "adapter", "--max-new-tokens", "1", "--out", str(out))
-    assert r.returncode == 2, r.stdout + r.stderr
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["state"] == "failed" and m["exports"]["adapter"]["state"] == "failed"
-    assert "without the end-of-turn token" in m["exports"]["adapter"]["reason"]
-    assert "adapter" in r.stdout and "failed" in r.stdout
-
-
 def test_qlora_run_merges_into_the_dequantised_nf4_base(tmp_path):
-    run = train(tmp_path, "qlora")
+    run = train(tmp_path, "qlora", max_steps=2)
     r = cli("export", str(run), "--format", "merged", "--max-new-tokens", "24", "--json")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = json.loads(r.stdout)
