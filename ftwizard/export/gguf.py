@@ -148,3 +148,7 @@ def read_metadata(path: Path) -> dict:
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
     out["tensor_types"] = types
     return out
+
+
+if __name__ == "__main__":  # `python -m ftwizard.export.gguf`: install the converter now (CI, offline prep)
+    print(ensure_converter())
