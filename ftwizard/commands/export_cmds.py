@@ -70,7 +70,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def summary_text(m: dict, out: Path) -> str:
     lines = [f"export of {m['run']}: {m['state']} ({m.get('seconds', '?')} s) -> {out}"]
     for key, e in m.get("exports", {}).items():
-        size = f"{e['bytes'] / 1e6:8.1f} MB" if e.get("bytes") else " " * 11
+        b = e.get("bytes") or 0
+        size = f"{b / 1e6:8.1f} MB" if b >= 100_000 else f"{b / 1e3:8.1f} kB" if b else " " * 11
         why = f"  {e['reason']}" if e.get("state") != "ok" and e.get("reason") else ""
         lines.append(f"  {key:10} {e['state']:7} {size}  {e.get('path', '')}{why}")
     olla = m.get("exports", {}).get("ollama", {})
