@@ -121,3 +121,22 @@ def test_two_nodes_on_localhost_complete(tmp_path):
     assert [e["step"] for e in latest_by_step(list(node0.iter_events()))] == [1, 2]
     assert not [e for e in node1.iter_events() if e["kind"] == "train"]  # only global rank 0 reports
     assert (node0.adapter / "adapter_model.safetensors").is_file() and not node1.adapter.exists()
+
+
+def test_stop_reaches_every_rank_and_resume_continues_from_the_shared_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, "lora", max_steps=4, save_every=100)
+    r = cli("train", str(cfg), "--name", "sr", "--gpus", "2", "--detach", "--json", "--force")
+    assert r.returncode == 0, r.stderr
+    run = RunDir(json.loads(r.stdout)["path"])
+    wait_for(lambda: any(e["kind"] == "train" for e in run.iter_events()))
+    assert cli("stop", str(run.path), "--wait").returncode == 0  # the STOP file; ranks agree on the step
+    st = run.status()
+    assert st["state"] == "stopped", st
+    stopped_at = st["step"]
+    assert run.last_checkpoint().name == f"checkpoint-{stopped_at}"
+    r = cli("resume", str(run.path))  # relaunches with the saved launch.json: 2 processes again
+    assert r.returncode == 0, r.stderr + run.log.read_text()[-3000:]
+    assert run.status()["state"] == "completed" and run.status()["world_size"] == 2
+    resumed = [e for e in run.iter_events() if e.get("event") == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["step"] == stopped_at
+    assert [e["step"] for e in latest_by_step(list(run.iter_events()))] == [1, 2, 3, 4]
