@@ -17,6 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads when tests share the cores
 
 
 @pytest.fixture(scope="session")

@@ -147,27 +147,53 @@ def test_sigkill_reads_as_died_and_the_lock_refuses_a_second_trainer(tmp_path):
     assert r.returncode == 1 and "not running" in r.stderr
 
 
-def test_nan_loss_fails_the_run_with_step_and_hint(tmp_path):
-    cfg = tiny_config(tmp_path, "full", max_steps=30, learning_rate=0.5, save_every=0, max_grad_norm=1e9)
-    r = cli("train", str(cfg), "--name", "nan")
+def nan_model(folder: Path, embedded_model_dir: Path) -> Path:
+    """A tiny llama with the embedded tokenizer whose final norm is NaN: a real NaN loss at step 1."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir)
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=1, vocab_size=len(tok), tie_word_embeddings=True,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_nan_loss_fails_the_run_with_step_and_hint(tmp_path, embedded_model_dir):
+    cfg = tiny_config(tmp_path, "full", max_steps=5, save_every=0)
+    data = yaml.safe_load(cfg.read_text())
+    data["model"]["base"] = str(nan_model(tmp_path / "nan-model", embedded_model_dir))
+    cfg.write_text(yaml.safe_dump(data))
+    r = cli("train", str(cfg), "--name", "nan", "--force")
     run = RunDir(tmp_path / "runs" / "nan")
     st = run.status()
-    assert r.returncode == 1 and st["state"] == "failed", st
-    assert "NaN or infinite at step" in st["message"] and "learning_rate" in st["message"]
+    assert r.returncode == 1 and st["state"] == "failed", (st, r.stderr)
+    assert "NaN or infinite at step 1" in st["message"] and "learning_rate" in st["message"]
+    assert max(train_losses(run)) == 1  # stopped at once, not after burning the remaining steps
     assert "Traceback" not in r.stdout + r.stderr
 
 
-def test_bad_data_row_fails_with_its_location_and_leaves_input_untouched(tmp_path):
+def test_bad_data_row_is_refused_with_its_location_and_input_untouched(tmp_path):
     rows = tiny_chat_rows(8)
     rows[2]["messages"][1]["role"] = "bot"
     cfg = tiny_config(tmp_path, "lora", max_steps=2)
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     before = train.read_bytes()
-    r = cli("train", str(cfg), "--name", "bad")
-    st = RunDir(tmp_path / "runs" / "bad").status()
+    r = cli("train", str(cfg), "--name", "bad")  # the pre-flight check refuses before any run exists
+    assert r.returncode == 1 and "row 3" in r.stdout + r.stderr
+    assert not (tmp_path / "runs" / "bad").exists()
+    r = cli("train", str(cfg), "--name", "forced", "--force")  # forced: the trainer itself fails as a state
+    st = RunDir(tmp_path / "runs" / "forced").status()
     assert r.returncode == 1 and st["state"] == "failed"
     assert "row 3" in st["message"] and "messages[1].role" in st["message"]
     assert train.read_bytes() == before
+    assert "Traceback" not in r.stdout + r.stderr
 
 
 def test_missing_data_file_fails_before_any_run_folder(tmp_path):

@@ -257,8 +257,8 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     if stop_flag.get("requested"):
         run.write_status(step=step)
         return "stopped"
-    if eval_ds is not None and (not cfg.training.eval_every or step % cfg.training.eval_every):
-        trainer.evaluate()  # always end with an eval point, so the last row has eval_loss
+    if eval_ds is not None and not cfg.training.eval_every:
+        trainer.evaluate()  # eval only at the end; with eval_every the Trainer already ends on one
     out = run.adapter if cfg.model.method in ("lora", "qlora") else run.model
     if trainer.is_fsdp_enabled:  # the result is one ordinary file set, gathered from the shards
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
