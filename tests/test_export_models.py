@@ -15,7 +15,8 @@ import pytest
 
 from helpers import tiny_config
 
-pytestmark = pytest.mark.slow
+# generous limit: on a shared, loaded 2-core box one export took ~10 min of wall time
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def cli(*args, timeout=900):
