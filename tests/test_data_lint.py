@@ -100,7 +100,7 @@ def test_valid_files_in_every_format_and_kind_are_clean(name):
 def test_positions_are_exact():
     inv = lint("invalid_json.jsonl")
     f = next(f for f in inv.findings if f.rule == "json.invalid")
-    assert "line 3, column 50" in f.message and f.snippet
+    assert "line 3, column 49" in f.message and f.snippet  # the "]" after the trailing comma
     enc = lint("bad_utf8.jsonl")
     f = next(f for f in enc.findings if f.rule == "encoding.invalid_utf8")
     bad = b"\xe9"

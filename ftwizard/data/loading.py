@@ -155,13 +155,20 @@ def _parse_text(text: str, lineno: int, problems: list[Problem], raw: bytes) -> 
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        col = e.pos + 1
-        msg = e.msg
+        # The position comes from the standard library: orjson's differs between releases
+        # (3.8 and 3.13 point at different characters), the stdlib's is stable.
+        import json
+
+        try:
+            json.loads(text)
+            col, msg, pos = e.pos + 1, e.msg, e.pos
+        except json.JSONDecodeError as j:
+            col, msg, pos = j.colno, j.msg, j.pos
         hint_line = text.strip()
         if hint_line in ("[", "]", "{", "}") or hint_line.endswith(",") and lineno == 1 and hint_line.startswith("["):
             msg += "; this looks like a JSON array or pretty-printed JSON saved as .jsonl"
         problems.append(Problem(
-            "json.invalid", f"not valid JSON at line {lineno}, column {col}: {msg}", snippet=snippet(text, e.pos),
+            "json.invalid", f"not valid JSON at line {lineno}, column {col}: {msg}", snippet=snippet(text, pos),
         ))
         return None
 
