@@ -29,7 +29,14 @@ PLAIN = textwrap.dedent('''
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
+
+    class LastTokens(TrainerCallback):  # TRL clears its metrics after each log; keep the last count
+        tokens = None
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "num_tokens" in logs:
+                LastTokens.tokens = logs["num_tokens"]
     from ftwizard.models.embedded import ensure_cached
     steps, batch, max_len, method = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     set_seed(42)
@@ -44,9 +51,10 @@ PLAIN = textwrap.dedent('''
                      gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.05,
                      logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
                      disable_tqdm=True, seed=42)
-    tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                    callbacks=[LastTokens()])
     out = tr.train()
-    tokens = tr._metrics["train"]["num_tokens"][-1] if tr._metrics["train"].get("num_tokens") else None
+    tokens = LastTokens.tokens
     print("RESULT", json.dumps({"runtime": out.metrics["train_runtime"], "tokens": tokens}))
 ''')
 
