@@ -37,7 +37,8 @@ def main() -> None:
                                 "save_every": 0, "eval_every": 0, "learning_rate": 1e-4}}
             path = Path(d) / f"{method}.yaml"
             path.write_text(yaml.safe_dump(cfg))
-            subprocess.run([sys.executable, "-m", "ftwizard", "train", str(path)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, "-m", "ftwizard", "train", str(path), "--force"],  # a speed probe
+                           check=True, stdout=subprocess.DEVNULL)
             events = [json.loads(l) for l in (Path(d) / method / "events.jsonl").read_text().splitlines()]
             end = [e for e in events if e.get("event") == "train_end"][-1]
             train = [e for e in events if e.get("kind") == "train"]
