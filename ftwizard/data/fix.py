@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import tempfile
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from ftwizard.data.checks import check_row
 from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates, dedup_text, exact_key
 from ftwizard.data.loading import Record, iter_records
 from ftwizard.errors import UserError
+from ftwizard.fileio import atomic_writer
 
 # Raw-level problems that make a row unusable (the rest are repaired on the way out).
 _FATAL = {"json.invalid", "csv.columns"}
@@ -73,32 +72,6 @@ def _check_output(src: Path, out: Path, force: bool) -> None:
         raise UserError("the output file already exists", where=str(out), fix="choose another name, or pass --force to replace it")
     if out.exists() and out.is_dir():
         raise UserError("the output is a folder", where=str(out), fix="name a .jsonl file")
-
-
-@contextmanager
-def _atomic_writer(path: Path):
-    """A binary file handle whose contents replace `path` only when the block completes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a data file should get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _classify(rec: Record, to_messages: bool, system_prompt: str | None):
@@ -207,7 +180,7 @@ def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop
                              "to_messages": to_messages, "system_prompt": system_prompt})
     bad = dict(invalid)
     mapping: list[int] = []
-    with _atomic_writer(out) as f:
+    with atomic_writer(out) as f:
         for rec in iter_records(src):
             if rec.row in bad:
                 rep.dropped.append({"row": rec.row, "reason": bad[rec.row]})
@@ -248,7 +221,7 @@ def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop
 
 
 def _write_report(path: Path, rep: FixReport) -> None:
-    with _atomic_writer(path) as f:
+    with atomic_writer(path) as f:
         f.write(orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2))
 
 
@@ -350,7 +323,7 @@ def split_file(src: Path | str, out_dir: Path | str | None = None, *, eval_fract
                     options={"eval_fraction": eval_fraction, "seed": seed, "stratify": stratify, "drop_invalid": drop_invalid})
     bad = dict(invalid)
     maps: dict[str, list[int]] = {"train": [], "eval": []}
-    with _atomic_writer(outs["train"]) as ft, _atomic_writer(outs["eval"]) as fe:
+    with atomic_writer(outs["train"]) as ft, atomic_writer(outs["eval"]) as fe:
         handles = {"train": ft, "eval": fe}
         for rec in iter_records(src):
             if rec.row in bad:
