@@ -84,7 +84,7 @@ def _runs_dir(args):
 def cmd_init(args) -> int:
     from pathlib import Path
 
-    from ftwizard.config import EMBEDDED, commented_yaml, default_config
+    from ftwizard.config import EMBEDDED, commented_yaml, default_config, tune_for_sample_task
     from ftwizard.errors import UserError
     from ftwizard.fileio import atomic_write_text
     from ftwizard.paths import sample_data_dir
@@ -99,18 +99,8 @@ def cmd_init(args) -> int:
     if args.method or args.model:
         cfg.model = cfg.model.model_copy(update={k: v for k, v in
                                                   {"method": args.method, "base": args.model or EMBEDDED}.items() if v})
-    if not args.train:  # the sample task: short rows, a pilot-sized run that finishes on a CPU
-        cfg.data.max_length = 256
-        cfg.data.task_type = "extraction"
-        cfg.training.epochs = 1
-        # 50 optimizer steps of 8 rows: enough updates for a 135M model to learn the labels,
-        # not only the JSON shape (with 25 steps of 16 it learned the format but guessed
-        # "medium" for most urgencies). 4e-4 is inside the general 1e-5..5e-4 range and
-        # safe at this size; the pre-flight check notes it as info.
-        cfg.training.learning_rate = 4e-4
-        cfg.training.gradient_accumulation = 4
-        cfg.training.eval_every = 25
-        cfg.training.save_every = 25
+    if not args.train:  # the sample task: a run that learns it on a CPU in minutes
+        tune_for_sample_task(cfg)
     atomic_write_text(out, commented_yaml(cfg))
     print(f"wrote {out}")
     print(f"  check it:  ftwizard train {out} --max-steps 5     (a pilot run)")
