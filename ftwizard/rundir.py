@@ -113,17 +113,21 @@ class EventReader:
         self.offset = 0
         self.skipped = 0
 
-    def read_new(self) -> list[dict[str, Any]]:
+    def read_new(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        """Events completed since the last call; at most `max_bytes` are read (None: all)."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                chunk = f.read()
+                chunk = f.read() if max_bytes is None else f.read(max_bytes)
         except FileNotFoundError:
             return []
         if not chunk:
             return []
         end = chunk.rfind(b"\n")
         if end < 0:
+            if max_bytes is not None and len(chunk) >= max_bytes:  # one absurdly long line: skip it rather than stall
+                self.offset += len(chunk)
+                self.skipped += 1
             return []
         self.offset += end + 1
         out = []

@@ -27,35 +27,7 @@ class ChunkedEventReader(EventReader):
     """`EventReader` that parses at most `max_bytes` per call (never the whole file at once)."""
 
     def read_new(self, max_bytes: int = READ_CHUNK) -> list[dict[str, Any]]:  # type: ignore[override]
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read(max_bytes)
-        except FileNotFoundError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            if len(chunk) >= max_bytes:  # one absurdly long line: skip it rather than stall
-                self.offset += len(chunk)
-                self.skipped += 1
-            return []
-        import orjson
-
-        self.offset += end + 1
-        out = []
-        for line in chunk[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                self.skipped += 1
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-            else:
-                self.skipped += 1
-        return out
+        return super().read_new(max_bytes)
 
     def at_end(self) -> bool:
         try:
