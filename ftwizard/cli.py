@@ -4,7 +4,8 @@ Start-up must stay under a second, so this module and the command modules it
 registers import only the standard library at import time; every handler imports
 what it needs when it runs. A failure the user can fix is printed as a short message
 (what, where, what to do) with exit code 1; an unexpected one is summarised in one
-line with the traceback saved to a file, never dumped on the screen.
+line with the traceback saved to a file, never dumped on the screen. The exit codes and
+the `--json` error object are listed in ftwizard/errors.py and README.md.
 """
 
 from __future__ import annotations
@@ -25,13 +26,28 @@ COMMAND_MODULES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are raised (exit 2, JSON under --json) instead of printed and exited.
+
+    Subparsers are made with the parent's class, so every command gets this behaviour.
+    """
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        from ftwizard.errors import UsageError
+
+        raise UsageError(message, where=f"command line ({self.prog})", fix=f"see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ftwizard import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ftwizard",
         description="Fine-tune an LLM, from 'should I?' to a trained, evaluated, exported model. "
         "With no command, opens the wizard.",
+        epilog="Exit codes: 0 ok, 1 failure you can fix (or errors found), 2 usage error, 3 run busy, "
+        "70 internal error, 130 interrupted. With --json every failure is one JSON object "
+        '{"error", "where", "fix"} on stdout.',
     )
     parser.add_argument("--version", action="version", version=f"ftwizard {__version__}")
     parser.add_argument("--config", metavar="FILE", help="open the wizard prefilled from a run config")
@@ -62,33 +78,89 @@ def _crash_report(exc: BaseException) -> str:
         return "(could not be saved)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from ftwizard.errors import UserError
+def _report(err, as_json: bool) -> int:
+    """Print one failure: a JSON object on stdout under --json, and the readable lines on stderr."""
+    if as_json:
+        import json
 
+        try:
+            print(json.dumps(err.to_dict()), flush=True)
+        except (BrokenPipeError, ValueError):
+            pass
     try:
+        print(err.render(), file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass
+    return err.code
+
+
+def as_user_error(exc: BaseException):
+    """Map any failure that escaped a command to a located UserError (None: not a user's situation).
+
+    This is the one boundary that turns OS failures, input nested too deeply and config
+    validation that slipped past the command into the error contract.
+    """
+    from ftwizard.errors import UserError, from_os_error
+
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError):
+        return from_os_error(exc)
+    if isinstance(exc, RecursionError):
+        return UserError("the input is nested too deeply to read (thousands of levels of brackets)",
+                         where="(the file given on the command line)", fix="flatten the data; no real example "
+                         "nests more than a few dozen levels")
+    if isinstance(exc, MemoryError):
+        return UserError("out of memory while reading the input", where="(the file given on the command line)",
+                         fix="check that the file is what you meant (not binary data); split very large files")
+    if type(exc).__name__ == "ValidationError" and type(exc).__module__.startswith("pydantic"):
+        from ftwizard.config import validation_message
+
+        return validation_message(exc, "(a setting)")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ftwizard.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        as_json = bool(getattr(args, "json", False)) or as_json
         if args.command is None:
             return _open_wizard(args)
         return int(args.handler(args) or 0)
-    except UserError as e:
-        if getattr(args, "json", False):
-            import json
-
-            print(json.dumps(e.to_dict()))
-        print(e.render(), file=sys.stderr)
-        return e.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
+        _silence_stdout()
         return 0
-    except Exception as e:  # last resort: one line, details to a file
+    except SystemExit:
+        raise  # --help and --version
+    except Exception as e:
+        err = as_user_error(e)
+        if err is not None:
+            return _report(err, as_json)
+        # last resort: a bug. One line, details to a file; under --json still one object.
         path = _crash_report(e)
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
-        print(f"  details: {path}", file=sys.stderr)
-        print("  fix:     please report this with the details file", file=sys.stderr)
-        return 1
+        first = str(e).splitlines()[0] if str(e) else ""
+        bug = UserError(f"internal error ({type(e).__name__}: {first})", where=f"details: {path}",
+                        fix="please report this with the details file", code=EXIT_INTERNAL)
+        return _report(bug, as_json)
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (`ftwizard runs | head`), keep Python's exit flush from printing a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _open_wizard(args: argparse.Namespace) -> int:

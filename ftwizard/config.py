@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ftwizard.errors import UserError
 
@@ -91,11 +91,14 @@ class RunConfig(_Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
 
-    @model_validator(mode="after")
-    def _check_name(self) -> "RunConfig":
-        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
-            raise ValueError(f"run name {self.name!r} must be a plain folder name (no '/', not starting with '.')")
-        return self
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, n: str | None) -> str | None:
+        if n is not None and (not n or "/" in n or "\\" in n or "\x00" in n or n.startswith(".") or len(n) > 100
+                              or n != n.strip()):
+            raise ValueError("a run name must be a plain folder name: 1-100 characters, no '/' or '\\', "
+                             "not starting with '.', no leading or trailing spaces")
+        return n
 
     # ---- YAML round trip -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -140,61 +143,160 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(getattr(cur, "model_fields", {}).keys())
 
 
-def validation_message(err: ValidationError, source: str) -> UserError:
-    """Turn pydantic's errors into one readable message: field path, found, allowed."""
+def _found(value: Any) -> str:
+    """What was found, in the user's words (no Python type names)."""
+    if isinstance(value, dict):
+        return "a mapping (key: value lines)"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (an empty value)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validation_message(err: ValidationError, source: str, labels: dict[str, str] | None = None) -> UserError:
+    """Turn pydantic's errors into one readable message: field path, found, allowed.
+
+    `labels` maps a field path ("training.max_steps") to where its value came from on the
+    command line ("--max-steps"); when every error is such a value, the exit code is 2.
+    """
+    labels = labels or {}
     lines = []
+    from_cli = []
     for e in err.errors():
         loc = tuple(e.get("loc", ()))
         path = _describe_loc(loc)
+        label = labels.get(path)
+        from_cli.append(label is not None)
+        shown = f"{label} ({path})" if label else path
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(RunConfig, loc)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            lines.append(f"{path}: unknown key{hint}; allowed here: {', '.join(allowed)}")
+            lines.append(f"{shown}: unknown key{hint}; allowed here: {', '.join(allowed)}")
         elif e["type"] == "missing":
-            lines.append(f"{path}: required but missing")
+            lines.append(f"{shown}: required but missing")
         else:
-            found = e.get("input")
-            found_s = repr(found) if not isinstance(found, dict) else "a mapping"
-            lines.append(f"{path}: found {found_s}; {e['msg'][0].lower()}{e['msg'][1:]}")
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{shown}: found {_found(e.get('input'))}; {msg[0].lower()}{msg[1:]}")
+    cli = bool(from_cli) and all(from_cli)
     return UserError(
-        "invalid config:\n    " + "\n    ".join(lines),
-        where=source,
-        fix="edit the field(s) above; `ftwizard init -o example.yaml` writes a commented example",
+        ("invalid value on the command line:\n    " if cli else "invalid config:\n    ") + "\n    ".join(lines),
+        where=("command line " + ", ".join(sorted(set(l for l in labels.values())))) if cli else source,
+        fix="change the value(s) above" + ("" if cli else "; `ftwizard init -o example.yaml` writes a commented example"),
+        code=2 if cli else 1,
     )
 
 
-def config_from_dict(data: Any, source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
+def config_from_dict(data: Any, source: str = "<config>", base_dir: Path | None = None,
+                     labels: dict[str, str] | None = None) -> RunConfig:
     if not isinstance(data, dict):
         raise UserError(
-            f"config must be a YAML mapping (key: value lines), found {type(data).__name__}",
+            f"config must be a YAML mapping (key: value lines), found {_found(data)}",
             where=source,
             fix="`ftwizard init -o example.yaml` writes a commented example",
         )
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
-        raise validation_message(e, source) from None
+        raise validation_message(e, source, labels) from None
     return cfg.resolved(base_dir) if base_dir is not None else cfg
 
 
-def load_config(path: Path | str) -> RunConfig:
-    """Read and validate a YAML config; relative paths resolve against its folder."""
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few kB; anything this big is the wrong file
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # reported by the base class
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (first on line {seen[key].line + 1}); "
+                    "YAML would silently keep only the last one", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_data(path: Path | str) -> Any:
+    """The parsed YAML of a config file, with every way of not being one reported with its place."""
+    import stat
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}", fix="check the path, or run `ftwizard init -o config.yaml`")
     try:
-        text = path.read_text(encoding="utf-8")
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}", where=str(path),
+                        fix="check the path, or run `ftwizard init -o config.yaml`") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError("the config path is a folder, not a file", where=str(path),
+                        fix="pass the YAML file inside it (ftwizard init writes ftwizard.yaml)")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError("the config path is not a regular file (a pipe or device?)", where=str(path),
+                        fix="pass a YAML file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"the config is {st.st_size:,} bytes; a run config is a few kB", where=str(path),
+                        fix="check that this is the YAML config (data goes in data.train, not in the config)")
+    raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw[:2] == b"\x1f\x8b":
+        kind = "gzip-compressed" if raw[:2] == b"\x1f\x8b" else "UTF-16 text"
+        raise UserError(f"config is {kind}, not UTF-8 YAML", where=str(path), fix="save it as UTF-8 text")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"config is not UTF-8 text (byte {e.start})", where=str(path)) from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise UserError(f"config is not UTF-8 text (byte {e.start})", where=f"{path}:{line}",
+                        fix="save it as UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise UserError("config is nested too deeply to read (thousands of levels)", where=str(path),
+                        fix="a run config has three levels; `ftwizard init -o example.yaml` writes one") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"config is not valid YAML: {problem}", where=where, fix="fix the YAML syntax at that line") from None
-    return config_from_dict(data, source=str(path), base_dir=path.resolve().parent)
+        raise UserError(f"config is not valid YAML: {problem}", where=where, fix="fix the YAML at that line") from None
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """data["a"]["b"] = value for key "a.b", making the sections on the way."""
+    parts = key.split(".")
+    cur = data
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = cur[part] = {}
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def load_config(path: Path | str, overrides: dict[str, tuple[str, Any]] | None = None) -> RunConfig:
+    """Read and validate a YAML config; relative paths resolve against its folder.
+
+    `overrides` maps a field path to (its command-line option, value), e.g.
+    {"training.max_steps": ("--max-steps", 5)}: they are written into the file's data and
+    go through the same validation, so a bad value gets the same clear message (exit 2).
+    None values are not overrides.
+    """
+    path = Path(path)
+    data = read_config_data(path)
+    labels = {}
+    if overrides and isinstance(data, dict):
+        for key, (option, value) in overrides.items():
+            if value is None:
+                continue
+            set_dotted(data, key, value)
+            labels[key] = option
+    return config_from_dict(data, source=str(path), base_dir=path.resolve().parent, labels=labels)
 
 
 def commented_yaml(cfg: RunConfig) -> str:

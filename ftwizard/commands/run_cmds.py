@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--detach", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--force", action="store_true", help="resume even when the pre-flight check finds errors")
     _add_launch_args(p, resume=True)
     p.set_defaults(handler=cmd_resume)
 
@@ -110,24 +111,19 @@ def cmd_init(args) -> int:
 
 # ---- train ------------------------------------------------------------------
 def _load_with_overrides(args):
+    """The config file with the command-line overrides, all through the file's own validation."""
     from pathlib import Path
 
     from ftwizard.config import load_config
 
-    cfg = load_config(args.config)
-    if args.name:
-        cfg = cfg.model_copy(update={"name": args.name})
-    if args.runs_dir:
-        cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir).resolve()})
-    if args.max_steps:
-        cfg.training.max_steps = args.max_steps
-    from ftwizard.config import RunConfig
-
-    return RunConfig.model_validate(cfg.to_dict())  # re-validate the overrides
+    return load_config(args.config, overrides={
+        "name": ("--name", args.name),
+        "runs_dir": ("--runs-dir", str(Path(args.runs_dir).resolve()) if args.runs_dir else None),
+        "training.max_steps": ("--max-steps", args.max_steps),
+    })
 
 
 def cmd_train(args) -> int:
-    from ftwizard.preflight.gate import gate_train
     from ftwizard.training.launch import start_run
 
     from ftwizard.training.distributed import spec_from_args
@@ -136,8 +132,9 @@ def cmd_train(args) -> int:
     spec = spec_from_args(args)
     if args.print_launch:
         return _print_launch(args, cfg, spec)
-    preflight = gate_train(cfg, force=args.force, config_path=args.config)  # refuses (exit 1) on errors
-    run, proc = start_run(cfg, detach=args.detach, preflight=preflight, spec=spec)
+    # start_run runs the pre-flight gate (findings on stderr; refuses errors, exit 1, unless --force)
+    run, proc = start_run(cfg, detach=args.detach, spec=spec, force=args.force, config_path=args.config,
+                          stream=sys.stderr)
     if args.detach:
         if args.json:
             import json
@@ -235,7 +232,8 @@ def cmd_resume(args) -> int:
     from ftwizard.training.distributed import LaunchSpec, spec_from_args
 
     run = find_run(args.run, _runs_dir(args))
-    proc = resume_run(run, detach=args.detach, spec=spec_from_args(args, base=LaunchSpec.load(run.path)))
+    proc = resume_run(run, detach=args.detach, spec=spec_from_args(args, base=LaunchSpec.load(run.path)),
+                      force=args.force, stream=sys.stderr)
     if args.detach:
         print(f"resumed run {run.name} in the background (pid {proc.pid}); follow: ftwizard monitor {run.path}")
         return 0
