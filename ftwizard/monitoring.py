@@ -190,7 +190,8 @@ def print_runs_table(runs: list[RunSummary], runs_dir: Path) -> None:
     if not runs:
         console.print(f"no runs in {Path(runs_dir).resolve()}; start one with `ftwizard train CONFIG`")
         return
-    colours = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "died": "red"}
+    colours = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "died": "red",
+               "corrupt": "red"}
     t = Table(title=f"runs in {Path(runs_dir).resolve()}", title_justify="left")
     for col in ("run", "state", "step", "loss", "eval loss", "started"):
         t.add_column(col, justify="right" if col in ("step", "loss", "eval loss") else "left")
@@ -200,3 +201,8 @@ def print_runs_table(runs: list[RunSummary], runs_dir: Path) -> None:
                   f"{r.loss:.4f}" if r.loss is not None else "-",
                   f"{r.eval_loss:.4f}" if r.eval_loss is not None else "-", fmt_age(r.started_at))
     console.print(t)
+    for r in runs:  # a damaged run says what is wrong; the others list as usual
+        if r.state == "corrupt":
+            from rich.markup import escape
+
+            console.print(f"[red]{escape(r.name)}[/]: {escape(r.message or 'unreadable')}", highlight=False)

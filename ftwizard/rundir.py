@@ -28,8 +28,56 @@ from ftwizard.errors import UserError
 from ftwizard.fileio import atomic_write_bytes
 
 ACTIVE_STATES = ("starting", "running", "stopping")
-FINAL_STATES = ("stopped", "completed", "failed", "died")
+# "corrupt": the run folder cannot be read (status.json garbled, missing, a folder...) and no
+# trainer holds it; listed with what is wrong, and every follower ends on it instead of waiting.
+FINAL_STATES = ("stopped", "completed", "failed", "died", "corrupt")
+KNOWN_STATES = ACTIVE_STATES + FINAL_STATES
 EVENT_KINDS = ("train", "eval", "system")
+STATUS_MAX_BYTES = 1 << 20  # status.json is a few hundred bytes
+# An unreadable status younger than this may be a run being set up: followers wait this long.
+UNREADABLE_GRACE_S = 10.0
+# Event and status fields that must be numbers; a corrupt value is dropped, never shown or summed.
+NUMERIC_FIELDS = ("step", "max_steps", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm",
+                  "tokens_per_second", "memory_gb", "eta_s", "time", "pid", "pid_started", "started_at",
+                  "updated_at", "finished_at")
+_INT_FIELDS = ("step", "max_steps", "pid")
+
+
+def read_run_file(path: Path, max_bytes: int) -> bytes:
+    """Read a small run-folder file without ever blocking: a pipe, a folder or a huge file is refused.
+
+    Raises OSError (FileNotFoundError when absent) or ValueError with what is wrong. Opened
+    non-blocking so a FIFO put in place of the file cannot hang a reader in open().
+    """
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError("is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("is not a regular file (a pipe or device)")
+        if st.st_size > max_bytes:
+            raise ValueError(f"is {st.st_size:,} bytes (expected at most {max_bytes:,})")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+
+
+def clean_fields(obj: dict[str, Any]) -> list[str]:
+    """Drop fields whose value has the wrong type (a string where a number belongs); say which."""
+    bad = []
+    for k in NUMERIC_FIELDS:
+        if k not in obj or obj[k] is None:
+            continue
+        v = obj[k]
+        ok = isinstance(v, int) if k in _INT_FIELDS else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool):
+            bad.append(f"{k}={str(v)[:30]!r}")
+            del obj[k]
+    return bad
 
 
 class RunDir:
@@ -55,21 +103,44 @@ class RunDir:
     export_dir = property(lambda self: self.path / "export")
 
     def exists(self) -> bool:
-        return self.status_file.is_file() or self.config.is_file()
+        """A run folder: it has a status or a config (even a damaged one, which is then listed as corrupt)."""
+        return self.status_file.exists() or self.config.is_file()
 
     # ---- status ------------------------------------------------------------
     def read_status(self) -> dict[str, Any]:
+        """status.json as written; {"state": "unknown" | "corrupt", "message": why} when it cannot be used."""
         try:
-            return orjson.loads(self.status_file.read_bytes())
+            raw = read_run_file(self.status_file, STATUS_MAX_BYTES)
         except FileNotFoundError:
-            return {"state": "unknown"}
+            return {"state": "unknown", "message": f"{self.status_file} is missing"}
+        except ValueError as e:
+            return {"state": "corrupt", "message": f"{self.status_file} {e}"}
+        except OSError as e:
+            return {"state": "corrupt", "message": f"{self.status_file}: {e.strerror}"}
+        try:
+            st = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return {"state": "unknown", "message": "status.json is unreadable"}
+            what = "empty" if not raw.strip() else "not valid JSON (truncated or garbled)"
+            return {"state": "corrupt", "message": f"{self.status_file} is {what}"}
+        if not isinstance(st, dict):
+            return {"state": "corrupt", "message": f"{self.status_file} holds a JSON {_kind(st)}, not an object"}
+        state = st.get("state")
+        if state not in KNOWN_STATES:
+            shown = "no state" if state is None else f"the unknown state {str(state)[:40]!r}"
+            return dict(st, state="corrupt", message=f"{self.status_file} has {shown} "
+                        f"(known: {', '.join(KNOWN_STATES[:-1])})")
+        bad = clean_fields(st)
+        if bad:
+            st["message"] = ((str(st["message"]) + "; ") if st.get("message") else "") + \
+                f"status.json fields with a wrong type were ignored: {', '.join(bad)}"
+        if st.get("message") is not None and not isinstance(st["message"], str):
+            st["message"] = str(st["message"])
+        return st
 
     def write_status(self, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into status.json (atomic replace; only the trainer calls this)."""
         status = self.read_status()
-        if status.get("state") == "unknown":
+        if status.get("state") in ("unknown", "corrupt"):
             status = {}
         status.update(fields)
         status["updated_at"] = time.time()
@@ -77,14 +148,55 @@ class RunDir:
         return status
 
     def status(self) -> dict[str, Any]:
-        """status.json with liveness applied: an active state whose process is gone is 'died'."""
+        """status.json with liveness applied.
+
+        An active state whose process is gone is 'died'. A status that cannot be read (missing,
+        empty, garbled, a folder, an unknown state) is 'unknown' (followers keep waiting) while
+        the trainer lock is held or the folder is younger than UNREADABLE_GRACE_S, else
+        'corrupt', a final state: nobody waits forever on a run no process will ever finish.
+        """
         st = self.read_status()
         if st.get("state") in ACTIVE_STATES and not pid_alive(st.get("pid"), st.get("pid_started")):
             st = dict(st, state="died", message=(
                 f"the trainer (pid {st.get('pid')}) is gone without a final state "
                 f"(killed, out of memory, or the machine restarted); see {self.log}"
             ))
+        elif st.get("state") in ("unknown", "corrupt"):
+            live = self._trainer_lock_held() or pid_alive(st.get("pid"), st.get("pid_started"))
+            if live or time.time() - self._newest_mtime() < UNREADABLE_GRACE_S:
+                st = dict(st, state="unknown")
+            else:
+                st = dict(st, state="corrupt", message=(st.get("message") or "status.json cannot be read") +
+                          "; no trainer is running for it")
         return st
+
+    def _trainer_lock_held(self) -> bool:
+        """Whether a trainer holds this run's lock (probed without creating the lock file)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def _newest_mtime(self) -> float:
+        t = 0.0
+        for p in (self.path, self.status_file, self.config):
+            try:
+                t = max(t, p.stat().st_mtime)
+            except OSError:
+                pass
+        return t
 
     def last_checkpoint(self) -> Path | None:
         cks = sorted(
@@ -112,15 +224,38 @@ class EventReader:
         self.path = Path(path)
         self.offset = 0
         self.skipped = 0
+        self.skipped_fields = 0
+        self.problem: str | None = None
 
     def read_new(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
-        """Events completed since the last call; at most `max_bytes` are read (None: all)."""
+        """Events completed since the last call; at most `max_bytes` are read (None: all).
+
+        Never blocks and never raises on a damaged folder: events.jsonl being a folder or a
+        pipe is recorded in `problem`; a line that is not an object, or a field with a
+        wrong type (a string where a number belongs), is skipped or dropped and counted.
+        """
+        import stat
+
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read() if max_bytes is None else f.read(max_bytes)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return []
+        except OSError as e:
+            self.problem = f"{self.path}: {e.strerror}"
+            return []
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                self.problem = f"{self.path} is {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}"
+                return []
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                f.seek(self.offset)
+                chunk = f.read() if max_bytes is None else f.read(max_bytes)
+        except OSError as e:
+            self.problem = f"{self.path}: {e.strerror}"
+            return []
+        finally:
+            os.close(fd)
         if not chunk:
             return []
         end = chunk.rfind(b"\n")
@@ -140,6 +275,8 @@ class EventReader:
                 self.skipped += 1
                 continue
             if isinstance(obj, dict):
+                if clean_fields(obj):
+                    self.skipped_fields += 1
                 out.append(obj)
             else:
                 self.skipped += 1
@@ -224,26 +361,51 @@ class RunSummary:
 
 
 def summarize(run: RunDir) -> RunSummary:
+    """One run's row for `ftwizard runs`; a damaged folder gives a 'corrupt' row saying what is wrong."""
     st = run.status()
     loss = eval_loss = None
-    for e in run.iter_events():
+    reader = EventReader(run.events)
+    for e in reader.read_new():
         if e.get("kind") == "train" and e.get("loss") is not None:
             loss = e["loss"]
         if e.get("kind") == "eval" and e.get("eval_loss") is not None:
             eval_loss = e["eval_loss"]
+    message = st.get("message")
+    state = st.get("state", "unknown")
+    if reader.problem:
+        message = ((message + "; ") if message else "") + reader.problem
+        if state not in ACTIVE_STATES and state != "unknown":
+            state = "corrupt"
     return RunSummary(
-        name=run.name, path=run.path, state=st.get("state", "unknown"), step=st.get("step"),
+        name=run.name, path=run.path, state=state, step=st.get("step"),
         max_steps=st.get("max_steps"), loss=loss, eval_loss=eval_loss, started_at=st.get("started_at"),
-        updated_at=st.get("updated_at"), message=st.get("message"),
+        updated_at=st.get("updated_at"), message=message,
     )
 
 
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "true/false", type(None): "null"}.get(
+        type(value), "number")
+
+
 def list_runs(runs_dir: Path) -> list[RunSummary]:
+    """Every run in `runs_dir`, newest first; one unreadable run folder never hides the others."""
     runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    found = [RunDir(p) for p in runs_dir.iterdir() if p.is_dir() and RunDir(p).exists()]
-    out = [summarize(r) for r in found]
+    try:
+        if not runs_dir.is_dir():
+            return []
+        entries = list(runs_dir.iterdir())
+    except OSError as e:
+        raise UserError(f"cannot read the runs folder: {e.strerror}", where=str(runs_dir),
+                        fix="check its permissions (ls -ld), or pass --runs-dir DIR") from None
+    out = []
+    for p in entries:
+        try:
+            if not (p.is_dir() and RunDir(p).exists()):
+                continue
+            out.append(summarize(RunDir(p)))
+        except OSError as e:
+            out.append(RunSummary(name=p.name, path=p, state="corrupt", message=f"cannot read {p}: {e.strerror}"))
     out.sort(key=lambda s: s.started_at or 0, reverse=True)
     return out
 

@@ -193,6 +193,7 @@ def cmd_monitor(args) -> int:
     from ftwizard.rundir import find_run
 
     run = find_run(args.run, _runs_dir(args))
+    _refuse_corrupt(run)
     if args.plain or args.json or args.no_follow or not sys.stdout.isatty():
         from ftwizard.monitoring import follow_run
 
@@ -206,13 +207,30 @@ def cmd_monitor(args) -> int:
     return int(run_monitor(str(run.path)) or 0)
 
 
+def _refuse_corrupt(run) -> None:
+    """A run folder nobody can read is reported once, with what is wrong, instead of followed."""
+    from ftwizard.errors import UserError
+
+    st = run.status()
+    if st.get("state") == "corrupt":
+        raise UserError(f"run {run.name} cannot be read: {st.get('message')}", where=str(run.path),
+                        fix="look at the files named above; if the run is finished its checkpoints and result "
+                            "are still usable (ftwizard resume / export read those, not status.json)")
+
+
 def cmd_stop(args) -> int:
-    from ftwizard.rundir import FINAL_STATES, find_run
+    from ftwizard.errors import UserError
+    from ftwizard.rundir import ACTIVE_STATES, FINAL_STATES, find_run
     from ftwizard.training.launch import request_stop
 
     run = find_run(args.run, _runs_dir(args))
+    st = run.status()
+    if st.get("state") not in ACTIVE_STATES:
+        why = f": {st['message']}" if st.get("message") else ""
+        raise UserError(f"run {run.name} is not running (state: {st.get('state')}){why}", where=str(run.path),
+                        fix=f"see `ftwizard runs`; to continue a stopped or died run: ftwizard resume {run.path}")
     request_stop(run)
-    if args.wait:
+    if args.wait:  # ends: a trainer that dies turns the state into died, or corrupt once unreadable
         while run.status().get("state") not in FINAL_STATES:
             time.sleep(0.5)
     st = run.status()
