@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "ftwizard.commands.check_cmds",     # check
     "ftwizard.commands.eval_cmds",      # eval
     "ftwizard.commands.export_cmds",    # export
+    "ftwizard.commands.chat_cmds",      # chat, serve
 ]
 
 
