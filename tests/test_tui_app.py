@@ -15,6 +15,7 @@ from ftwizard.rundir import RunDir
 from ftwizard.tui.app import make_app
 from ftwizard.tui.screens.modals import QuitScreen, SaveConfigScreen
 from ftwizard.tui.themes import DEFAULT_THEME, theme_dirs
+from ftwizard.tui.widgets.keys_footer import KeysFooter
 from ftwizard.tui.widgets.loss_plot import LossPlot
 from ftwizard.tui.widgets.monitor import RunMonitor
 
@@ -230,8 +231,11 @@ async def test_monitor_shows_a_finished_run(runs_dir, size):
         plot = mon.query_one(LossPlot)
         assert len(plot._train[0]) <= plot.max_points + 1 and plot._eval[0]
         assert "step 120" in text_of(mon.query_one("#mon-log", Static))
-        await pilot.press("r")                      # completed: nothing to resume, said plainly
-        await wait_for(pilot, lambda: any("nothing to resume" in n.message for n in app._notifications))
+        keys = " ".join(d for _k, d, _e in app.screen.query_one(KeysFooter).keys())
+        assert "Stop" not in keys and "Resume" not in keys    # completed: no dead s / r keys offered
+        await pilot.press("r", "s")
+        await pilot.pause(0.3)
+        assert not run.stop_file.exists() and not any("Resum" in n.message for n in app._notifications)
         await pilot.press("q")
     assert app.return_code == 0
 

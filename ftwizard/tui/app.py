@@ -7,14 +7,13 @@ here: steps call the domain layer, and training runs in its own process.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher
 from textual.worker import Worker, WorkerState
 
 from ftwizard.rundir import RunDir
@@ -26,36 +25,17 @@ from ftwizard.tui.screens.train import TrainStep
 from ftwizard.tui.state import WizardState
 from ftwizard.tui.themes import DEFAULT_THEME, discover_themes
 from ftwizard.tui.widgets.monitor import RunMonitor
-from ftwizard.tui.widgets.steps import StepIndicator
-
-# The flow. Model and Data join when their domain modules (hardware estimate, data lint)
-# exist; Evaluate and Export when theirs do. A step is never shown as a placeholder.
-ALL_STEPS: list[tuple[str, str | None]] = [
-    ("ftwizard.tui.screens.decide:DecideStep", None),
-    ("ftwizard.tui.screens.model:ModelStep", "ftwizard.hardware.estimate"),
-    ("ftwizard.tui.screens.data:DataStep", "ftwizard.data.lint"),
-    ("ftwizard.tui.screens.hyperparams:HyperparamsStep", None),
-    ("ftwizard.tui.screens.train:TrainStep", None),
-    ("ftwizard.tui.screens.evaluate:EvaluateStep", "ftwizard.evaluation.compare"),
-    ("ftwizard.tui.screens.export:ExportStep", "ftwizard.export.pipeline"),
-]
-
-
-def _spec_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
+from ftwizard.tui.widgets.keys_footer import KeysFooter
+from ftwizard.tui.widgets.steps import StepIndicator, short_name
 
 def available_steps() -> list[type]:
-    out = []
-    for target, needs in ALL_STEPS:
-        module, cls = target.split(":")
-        if needs is not None and not (_spec_exists(needs) and _spec_exists(module)):
-            continue
-        out.append(getattr(importlib.import_module(module), cls))
-    return out
+    """The flow, in order. Every step exists; a step module is imported here, mounted on first visit."""
+    from ftwizard.tui.screens.data import DataStep
+    from ftwizard.tui.screens.evaluate import EvaluateStep
+    from ftwizard.tui.screens.export import ExportStep
+    from ftwizard.tui.screens.model import ModelStep
+
+    return [DecideStep, ModelStep, DataStep, HyperparamsStep, TrainStep, EvaluateStep, ExportStep]
 
 
 class WizardScreen(Screen):
@@ -71,10 +51,11 @@ class WizardScreen(Screen):
         self.step_classes = steps
 
     def compose(self) -> ComposeResult:
-        yield StepIndicator([c.TITLE for c in self.step_classes], id="steps")
+        yield StepIndicator([c.TITLE for c in self.step_classes], short=[short_name(c) for c in self.step_classes],
+                            id="steps")
         with ContentSwitcher(initial="step-0", id="step-switcher"):
             yield self.step_classes[0](id="step-0", classes="step")  # later steps mount on first visit
-        yield Footer(show_command_palette=False)
+        yield KeysFooter()
 
     @property
     def index(self) -> int:

@@ -10,10 +10,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ftwizard.rundir import RunDir
 from ftwizard.tui.runwatch import format_duration, format_number, last_losses
+from ftwizard.tui.widgets.keys_footer import KeysFooter
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
 
@@ -29,7 +30,7 @@ class MonitorScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield RunMonitor(self.run, id="monitor")
-        yield Footer(show_command_palette=False)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.sub_title = str(self.run.path)
@@ -66,7 +67,7 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
         table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "state", "step", "loss", "eval loss", "started")
         yield table
-        yield Footer(show_command_palette=False)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()

@@ -1,8 +1,10 @@
 """Loss over steps, drawn by plotext into text inside our own widget.
 
 textual-plotext pins plotext below 6, so the figure is rendered to an ANSI string
-and shown as Rich text. The y axis is log10(loss) on a linear scale (log scales break
-on rebuild); the caller hands in points already downsampled to the widget's width,
+and shown as Rich text. The series hold log10(loss) on a linear axis (plotext's log
+scale breaks on rebuild) and the ticks are labelled with the loss values themselves,
+so the axis reads as a log scale of losses; the caller hands in points already
+downsampled to the widget's width,
 and the rendered text is cached per (size, data) so repaints cost nothing.
 """
 
@@ -19,6 +21,7 @@ EVAL_COLOUR = "orange"
 
 
 def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: int, height: int) -> Text:
+    """Series hold log10(loss); the y axis is labelled in loss values (a log scale read as losses)."""
     import plotext  # ~0.3 s to import: only once there is something to plot, never before first paint
 
     f = plotext.figure
@@ -30,12 +33,40 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
     if train[0]:
         f.draw(f.signal(train[0], train[1], marker=plotext.marker("hd", pixel=TRAIN_COLOUR)).lines())
     if evals[0]:
-        f.draw(f.signal(evals[0], evals[1], marker=plotext.marker("dot", pixel=EVAL_COLOUR)))
+        f.draw(f.signal(evals[0], evals[1], marker=plotext.marker("hd", pixel=EVAL_COLOUR)).lines())
     xs = train[0] + evals[0]
-    ticks = step_ticks(min(xs), max(xs), width)
+    lo, hi = min(xs), max(xs)
+    if hi - lo < 1:  # one point (or one step): a range around it, not plotext's fractional ticks
+        lo, hi = max(0, lo - 1), hi + 1
+        f.ruler("x").lim(lo, hi)
+    ticks = step_ticks(lo, hi, width)
     if ticks:
         f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
+    ys = train[1] + evals[1]
+    ylo, yhi = min(ys), max(ys)
+    if yhi - ylo < 1e-6:
+        ylo, yhi = ylo - 0.05, yhi + 0.05
+        f.ruler("y").lim(ylo, yhi)
+    yt = loss_ticks(ylo, yhi, height)
+    f.ruler("y").ticks([math.log10(v) for v in yt], [format_loss(v) for v in yt])
     return Text.from_ansi(f.build().string(), no_wrap=True)
+
+
+def format_loss(v: float) -> str:
+    return f"{v:.3g}" if v >= 1e-3 else f"{v:.0e}"
+
+
+def loss_ticks(log_lo: float, log_hi: float, height: int) -> list[float]:
+    """Loss values for the y ticks: 1/2/5 x 10^k inside the range, thinned to fit; else evenly spaced."""
+    most = max(2, height // 3)
+    decades = range(math.floor(log_lo) - 1, math.ceil(log_hi) + 2)
+    for mantissas, every in (((1, 2, 5), 1), ((1, 3), 1), ((1,), 1), ((1,), 2), ((1,), 3)):
+        inside = [m * 10.0**k for k in decades if k % every == 0 for m in mantissas
+                  if log_lo <= math.log10(m * 10.0**k) <= log_hi]
+        if 2 <= len(inside) <= most:
+            return inside
+    n = min(most, 3)
+    return [10 ** (log_lo + (log_hi - log_lo) * i / (n - 1)) for i in range(n)]
 
 
 def step_ticks(lo: float, hi: float, width: int) -> list[int]:
@@ -57,7 +88,7 @@ class LossPlot(Widget):
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
-        self.border_title = f"log10(loss) [{TRAIN_COLOUR}]train[/] [{EVAL_COLOUR}]eval[/]"
+        self.border_title = f"loss, log scale: [{TRAIN_COLOUR}]train[/] [{EVAL_COLOUR}]eval[/]"
         self._train: tuple[list, list] = ([], [])
         self._eval: tuple[list, list] = ([], [])
         self._cache: tuple[tuple[int, int], Text] | None = None

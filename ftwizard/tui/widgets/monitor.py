@@ -177,27 +177,42 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         self.last_redraw_ms = (time.perf_counter() - t0) * 1000
         if state != self._last_state:
             self._last_state = state
+            self.refresh_bindings()
             self.post_message(self.StateChanged(self, state))
 
     def _head(self, w: RunWatch) -> Text:
+        """Two lines that never wrap: optional parts are dropped and the run name shortened before any number."""
+        width = self.query_one("#mon-head").content_size.width or (self.content_size.width or 80) - 2
         state = w.state
-        line1 = Text.assemble((w.run.name, "bold"), "  ", (state, STATE_STYLES.get(state, "")))
+        facts = Text.assemble("  ", (state, STATE_STYLES.get(state, "")))
         if w.step is not None:
-            line1.append(f"  step {w.step}" + (f"/{w.max_steps}" if w.max_steps else ""))
+            facts.append(f"  step {w.step}" + (f"/{w.max_steps}" if w.max_steps else ""))
+        optional = []
         epoch = w.latest.get("epoch")
         if isinstance(epoch, (int, float)):
-            line1.append(f"  epoch {epoch:.2f}")
+            optional.append(Text(f"  epoch {epoch:.2f}"))
         if w.active:
-            line1.append("  (runs on if you quit)", style="dim")
-        bar_w = max(10, (self.content_size.width or 80) - 32)
-        line2 = progress_bar(w.progress, bar_w)
-        pct = f" {w.progress * 100:3.0f}%" if w.progress is not None else "    "
-        line2.append(pct)
+            optional.append(Text("  (runs on if you quit)", style="dim"))
+        name = w.run.name
+        room = width - facts.cell_len
+        if len(name) > room:
+            name = name[: max(4, room - 1)] + "…"
+        line1 = Text(name, style="bold") + facts
+        for part in optional:
+            if line1.cell_len + part.cell_len <= width:
+                line1.append_text(part)
+        if w.progress is not None:
+            tail = Text(f" {w.progress * 100:3.0f}%")
+        else:
+            tail = Text("    ")
         if w.active:
-            line2.append(f"  ETA {format_duration(w.eta_s)}")
+            tail.append(f"  ETA {format_duration(w.eta_s)}")
         else:
             elapsed = w.latest.get("elapsed_s")
-            line2.append(f"  took {format_duration(elapsed if isinstance(elapsed, (int, float)) else None)}")
+            tail.append(f"  took {format_duration(elapsed if isinstance(elapsed, (int, float)) else None)}")
+        line2 = progress_bar(w.progress, max(4, min(width - tail.cell_len, 60)))
+        line2.append_text(tail)
+        line1.no_wrap = line2.no_wrap = True
         return Text("\n").join([line1, line2])
 
     def _metrics(self, w: RunWatch) -> Table:
@@ -226,6 +241,16 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         return t
 
     # ---- actions -----------------------------------------------------------------
+    RESUMABLE = ("stopped", "failed", "died")
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """Offer s only while the run is active and r only when there is something to resume."""
+        if action == "stop_run":
+            return self.watch.active
+        if action == "resume_run":
+            return self.watch.state in self.RESUMABLE
+        return True
+
     def action_toggle_log(self) -> None:
         self.toggle_class("-no-log")
         self._dirty = True
