@@ -223,7 +223,7 @@ class Linter:
         self.rows += 1
         for p in rec.problems:
             self.add(p.rule, rec.row, p.message, p.field, p.snippet)
-        if rec.value is None and any(p.rule == "json.invalid" for p in rec.problems):
+        if not rec.parsed:
             return
         result = check_row(rec.value, self.o.system_prompt)
         for p in result.problems:
@@ -400,6 +400,8 @@ class Linter:
             rows=self.rows, valid=self.valid, formats=dict(self.formats), turns=self.turns, roles=self.roles,
             lengths=self.lengths if self.counter is not None else None, max_length=self.o.max_length,
         )
+        if getattr(self, "label_groups", None):
+            stats["labels"] = self.label_groups
         return LintReport(
             path=self.path, kind=self.kind, format=fmt, formats=dict(self.formats), rows=self.rows, valid_rows=self.valid,
             findings=self.findings, counts=dict(self.counts), stats=stats, model=self.o.model,
@@ -458,6 +460,8 @@ class Linter:
         for key, c in self.json_fields.items():
             if c is not None and len(c) >= 2 and sum(c.values()) >= 20 and sum(c.values()) >= 0.8 * self.json_outputs:
                 groups.append((f"JSON field {key!r}", c, f"{key}="))
+        # what looks like a class label, with its counts: the pre-flight's imbalance rule reads this
+        self.label_groups = [{"what": what, "counts": dict(counter.most_common())} for what, counter, _ in groups]
         for what, counter, prefix in groups:
             common = counter.most_common()
             top, top_n = common[0]
@@ -524,7 +528,8 @@ def lint_file(path: Path | str, options: LintOptions | None = None, progress=Non
     path = check_readable(Path(path))
     kind = file_kind(path)
     linter = Linter(options, str(path), kind)
-    for rec in iter_records(path, kind):
+    cap = max(64 * (linter.o.max_length or 0), 1 << 18)  # rows far past the max length are not tokenised
+    for rec in iter_records(path, kind, max_row_chars=cap):
         linter.feed_one(rec)
         if progress is not None and linter.rows % 5000 == 0:
             progress(linter.rows)

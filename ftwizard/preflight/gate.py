@@ -1,40 +1,128 @@
-"""The pre-flight gate of `ftwizard train`: check, refuse on errors unless forced, report.
+"""The pre-flight gate: the one place every start and resume passes through.
 
-Output goes to stderr (stdout may carry JSON event lines). The returned dict is what
-`start_run` saves as `preflight.json` in the run folder, so the monitor and the
-evaluation can point back to what was known before the first step.
+`training.launch.start_run` and `resume_run` call `gate_start` / `gate_resume`, so no
+entry point (CLI `train`/`resume`, the wizard's Train step, a script) can start a run
+without a check: errors refuse to start unless the user confirmed them (`force`, the
+CLI's --force, the wizard's deliberate key), and the report is saved as
+`preflight.json` in the run folder, for the monitor and the evaluation.
+
+A screen that wants to show the findings before starting calls `preflight_report(cfg)`
+and hands the report to `start_run(cfg, preflight=report, force=...)`; the report
+carries a hash of the config it judged, and a report for a different config (the
+user edited a field after looking) is not trusted: the gate checks again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from ftwizard.config import RunConfig
 from ftwizard.errors import UserError
 
+PREFLIGHT_FILE = "preflight.json"
 
-def gate_train(cfg: RunConfig, *, force: bool = False, config_path: str | None = None, stream=None) -> dict:
+
+class PreflightBlocked(UserError):
+    """The check found errors and the start was not confirmed. `.report` holds the findings
+    (a `Report`, or the saved dict for a resume) so a screen can list them."""
+
+    def __init__(self, what: str, *, report: Any = None, where: str | None = None, fix: str | None = None):
+        super().__init__(what, where=where, fix=fix)
+        self.report = report
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """What a report was made for. `name` and `runs_dir` are left out: they do not change the run."""
+    d = cfg.to_dict()
+    d.pop("name", None)
+    d.pop("runs_dir", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def preflight_report(cfg: RunConfig, *, data: str = "lint"):
+    """The full check a start will make (no weights load; 1-2 s cold, much less with the lint
+    cached). The report remembers which config it judged (`facts["config_hash"]`)."""
     from ftwizard.preflight import run_check
-    from ftwizard.preflight.render import render
 
-    stream = stream or sys.stderr
-    report = run_check(cfg)
+    report = run_check(cfg, data=data)
+    report.facts["config_hash"] = config_hash(cfg)
+    return report
+
+
+def _blocked(n_errors: int, rules: list[str], config_path: str | None, *, report: Any, resume: str | None = None):
+    target = config_path or "CONFIG"
+    what = (f"pre-flight check found {n_errors} error{'s' if n_errors != 1 else ''} ({', '.join(sorted(rules))}): "
+            f"the run was not {'resumed' if resume else 'started'}")
+    if resume:
+        fix = f"fix the data or settings and start a new run, or `ftwizard resume {resume} --force` to continue anyway"
+    else:
+        fix = (f"fix them (`ftwizard check {target} --fix -o fixed.yaml` writes a corrected copy for config "
+               "settings), or pass --force to start anyway (in the wizard: confirm the errors)")
+    return PreflightBlocked(what, report=report, fix=fix)
+
+
+def gate_start(cfg: RunConfig, preflight: Any = None, *, force: bool = False, config_path: str | None = None,
+               stream=None) -> dict:
+    """Check `cfg` (or reuse `preflight`, a Report made for this very config), refuse on errors
+    unless `force`, and return the dict to save as preflight.json. Prints findings to `stream`
+    when one is given (the CLI passes stderr; the wizard shows the report itself)."""
+    from ftwizard.preflight.report import Report
+
+    report = preflight if isinstance(preflight, Report) else None
+    if report is None or report.facts.get("config_hash") != config_hash(cfg):
+        report = preflight_report(cfg)  # none given, or made for another config: never trust it
     result = report.to_dict()
     result["forced"] = bool(force and not report.ok)
     if config_path:
-        result["config"] = config_path
+        result["config"] = str(config_path)
+    if stream is not None and (report.errors or report.warnings):
+        from ftwizard.preflight.render import render
+
+        print(render(report, infos=False), file=stream)
     if not report.ok:
-        print(render(report, infos=False), file=stream)
         if not force:
-            n = len(report.errors)
-            target = config_path or "CONFIG"
-            raise UserError(
-                f"pre-flight check found {n} error{'s' if n != 1 else ''} ({', '.join(sorted(report.rules_hit('error')))}): "
-                "the run was not started",
-                fix=f"fix them (`ftwizard check {target} --fix -o fixed.yaml` writes a corrected copy for config "
-                "settings), or pass --force to start anyway",
-            )
-        print("pre-flight: starting anyway (--force)", file=stream)
-    elif report.warnings:
-        print(render(report, infos=False), file=stream)
+            raise _blocked(len(report.errors), sorted(report.rules_hit("error")), config_path, report=report)
+        if stream is not None:
+            print("pre-flight: starting anyway (--force)", file=stream)
+    return result
+
+
+def gate_train(cfg: RunConfig, *, force: bool = False, config_path: str | None = None, stream=None) -> dict:
+    """`ftwizard train`'s gate with its output on stderr (kept for callers and tests)."""
+    return gate_start(cfg, None, force=force, config_path=config_path, stream=stream or sys.stderr)
+
+
+def save_preflight(run_path: Path, result: dict) -> None:
+    from ftwizard.fileio import atomic_write_text
+
+    atomic_write_text(Path(run_path) / PREFLIGHT_FILE, json.dumps(result, indent=2, default=str))
+
+
+def read_preflight(run_path: Path) -> dict | None:
+    try:
+        data = json.loads((Path(run_path) / PREFLIGHT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def gate_resume(run_path: Path, cfg: RunConfig, *, force: bool = False, stream=None) -> dict:
+    """A resume passes the same gate. The run's own preflight.json is reused when it judged this
+    config and either found no error or was confirmed; otherwise (a run from before the gate, a
+    corrupt file, an edited config) the check runs again and its result replaces the file."""
+    saved = read_preflight(run_path)
+    if saved is not None and saved.get("facts", {}).get("config_hash") == config_hash(cfg) \
+            and (saved.get("ok") or saved.get("forced")):
+        return saved
+    try:
+        result = gate_start(cfg, None, force=force, stream=stream)
+    except PreflightBlocked as e:
+        run_name = Path(run_path).name
+        raise _blocked(len(e.report.errors), sorted(e.report.rules_hit("error")), None, report=e.report,
+                       resume=run_name) from None
+    save_preflight(run_path, result)
     return result

@@ -38,6 +38,11 @@ EVAL_MIN_ROWS = 20
 EVAL_SHARE = 0.10               # guidance: hold out 10-20 %
 EVAL_SHARE_ROWS = 500           # above this many eval rows a smaller share is fine
 MARKUP_ERROR = 0.50
+DUP_WARN = 0.10                 # Hernandez et al. 2022: repeating data that is 10 % of training hurts (see rules.py)
+DUP_ERROR = 2 / 3               # copies > 2/3: each distinct row passes > 3 times per epoch (guidance: > 3 memorises)
+IMBALANCE_WARN = 0.80           # Google ML crash course: minority 1-20 % is "moderate" imbalance
+IMBALANCE_ERROR = 0.99          # minority < 1 % is "extreme": answering the majority label scores >= 99 %
+IMBALANCE_MIN_ROWS = 100        # fewer labelled rows cannot show a < 1 % minority
 
 
 @dataclass
@@ -441,8 +446,88 @@ def eval_set(ctx: Context) -> None:
             field="data.eval", file=str(cfg.data.eval), rows=[f.row for f in hits[:20] if f.row] or None, count=count)
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %" if x >= 0.1 else f"{100 * x:.1f} %"
+
+
+def duplicates(ctx: Context) -> None:
+    """Copies in the training file (exact, and near-duplicates of an earlier row) as a share of its rows.
+
+    Mild: info. At DUP_WARN a warning: repeated data degrades what a model learns from the rest
+    (Hernandez et al. 2022). Above DUP_ERROR an error: each distinct row is then trained on more
+    than 3 times per epoch, past the guidance's memorisation limit whatever the epochs."""
+    facts = ctx.train
+    if facts is None or not facts.valid_rows:
+        return
+    counts = facts.lint.counts
+    exact, near = counts.get("dup.exact", 0), counts.get("dup.near", 0)
+    copies = exact + near
+    if not copies:
+        return
+    share = copies / facts.valid_rows
+    rows = sorted({f.row for f in facts.lint.findings if f.rule in ("dup.exact", "dup.near") and f.row})[:20] or None
+    kinds = ", ".join(x for x in (f"{exact:,} exact" if exact else "", f"{near:,} near" if near else "") if x)
+    distinct = facts.valid_rows - copies
+    msg = (f"{copies:,} of {facts.valid_rows:,} training rows ({_pct(share)}) repeat an earlier row ({kinds}); "
+           f"{distinct:,} distinct rows")
+    fix = f"remove them: `ftwizard data fix {facts.path} --dedup near -o deduped.jsonl`, then set data.train to it"
+    if share > DUP_ERROR:
+        sev = ERROR
+        msg += f": each distinct row is trained on {facts.valid_rows / max(distinct, 1):.1f} times per epoch, which " \
+               "memorises them"
+    elif share >= DUP_WARN:
+        sev = WARNING
+        msg += ": repeated rows weigh more than the rest and are memorised"
+    else:
+        sev = INFO
+        fix = f"fine at this share; `ftwizard lint {facts.path}` lists them"
+    ctx.add("data.duplicates", sev, msg, fix, field="data.train", file=facts.path, rows=rows, count=copies)
+
+
+def imbalance(ctx: Context) -> None:
+    """A label (the whole assistant answer, or a JSON field) dominated by one class.
+
+    The share of the most common class decides: up to IMBALANCE_WARN it is info (when the lint
+    found the rarest class 10x rarer than the top); above, the other classes together are a
+    "moderate" minority (< 20 %) and a warning; at IMBALANCE_ERROR (minority < 1 %, "extreme")
+    answering the majority class scores >= 99 % on the training loss's own terms, so the model
+    learns to ignore the input: an error."""
+    facts = ctx.train
+    if facts is None:
+        return
+    lint_rows = {f.row for f in facts.lint.findings if f.rule == "labels.imbalance" and f.row}
+    for group in (facts.lint.stats or {}).get("labels") or []:
+        counts = group.get("counts") or {}
+        total = sum(counts.values())
+        if len(counts) < 2 or total < 20:
+            continue
+        top, top_n = max(counts.items(), key=lambda kv: kv[1])
+        low, low_n = min(counts.items(), key=lambda kv: kv[1])
+        share = top_n / total
+        dist = ", ".join(f"{k!r} {n:,}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
+        what = group.get("what", "label")
+        msg = f"{what}: {top!r} is {_pct(share)} of {total:,} rows ({dist}{' ...' if len(counts) > 6 else ''})"
+        fix = f"add examples of the rare classes (or downsample {top!r}) so that no class has more than " \
+              f"{_pct(IMBALANCE_WARN)} of the rows"
+        if share >= IMBALANCE_ERROR and total >= IMBALANCE_MIN_ROWS:
+            sev = ERROR
+            msg += f": answering {top!r} every time is right {_pct(share)} of the time, so the model learns to " \
+                   "ignore the input"
+        elif share > IMBALANCE_WARN:
+            sev = WARNING
+            msg += f": the model leans to {top!r} and rarely predicts the other classes"
+        elif top_n / max(low_n, 1) >= 10:
+            sev = INFO
+            fix = f"watch per-class scores for {low!r} in the evaluation"
+        else:
+            continue
+        ctx.add("data.imbalance", sev, msg, fix, field="data.train", file=facts.path,
+                rows=sorted(lint_rows)[:20] or None, count=top_n)
+
+
 # lint rules whose findings the guardrails above already report, with the run's own thresholds
 ABSORBED = {"length.over_max", "eval.overlap", "template.no_eos", "data.too_few", "tokens.skipped"}
+ABSORBED_TRAIN = {"dup.exact", "dup.near", "labels.imbalance"}  # duplicates() and imbalance() judge these
 
 
 def lint_findings(ctx: Context) -> None:
@@ -453,7 +538,7 @@ def lint_findings(ctx: Context) -> None:
     for facts, side in ((ctx.train, "data.train"), (ctx.eval, "data.eval")):
         if facts is None:
             continue
-        skip = set(ABSORBED)
+        skip = set(ABSORBED) | (ABSORBED_TRAIN if side == "data.train" else set())
         if facts.markup.count:
             skip.add("content.special_token")
         by_rule: dict[str, list] = {}

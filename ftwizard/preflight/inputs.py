@@ -148,7 +148,7 @@ def tokenizer_fingerprint(base: str) -> tuple | None:
     return (str(folder), tuple(out)) if out else None
 
 
-_DISK_VERSION = 1
+_DISK_VERSION = 2  # 2: lint stats carry the label counts (data.imbalance)
 _DISK_MAX_FILES = 32
 
 

@@ -4,7 +4,8 @@ A rule id is part of the JSON report's contract (the wizard, `train` and scripts
 on it), so rules may be added but never renamed. Every threshold names its source:
 "guidance" is ../shared/GUIDANCE.md (with its section); "ftwizard" marks a margin we
 chose around a guidance range (said so in the rule's threshold text); "trainer" is a
-hard limit of the training engine itself; "estimate" is the memory/time estimator.
+hard limit of the training engine itself; "estimate" is the memory/time estimator;
+"literature" names the paper or course (in `section`).
 `docs/preflight-rules.md` is this table in prose, and a test keeps the two in step.
 
 Severities: an error means the run cannot work (it would crash, or cannot produce a
@@ -26,7 +27,7 @@ class Rule:
     severity: str          # the default; a few rules escalate (said in `threshold`)
     title: str
     threshold: str         # the documented threshold, in words
-    source: str            # guidance | ftwizard | trainer | estimate | lint
+    source: str            # guidance | ftwizard | trainer | estimate | lint | literature
     section: str | None    # the GUIDANCE.md section (or the module) the threshold comes from
     why: str               # why it matters, one sentence
 
@@ -85,6 +86,21 @@ _RULES = [
          "usable training rows below the minimum for data.task_type: classification 50, extraction 100, style 200, "
          "domain 500, code 1,000; 200 when the task type is 'other'", "guidance", "Data",
          "fewer than the minimum rarely teaches the behaviour and mostly memorises"),
+    Rule("data.duplicates", WARNING, "training rows that repeat earlier rows",
+         "copies (exact, and near-duplicates of an earlier row) as a share of the usable training rows: under 10 % "
+         "info; from 10 % a warning (Hernandez et al. 2022: repeating a subset that is 10 % of the training data "
+         "degraded an 800M model to the level of one half its size); over 2/3 an error (each distinct row is then "
+         "trained on more than 3 times per epoch; guidance: beyond 3 passes a model memorises)",
+         "literature", "Hernandez et al. 2022, arXiv:2205.10487; guidance Data (deduplicated) and Hyperparameters",
+         "copies weigh more than the rest of the data and are memorised; a set that is mostly copies teaches only "
+         "its few distinct rows"),
+    Rule("data.imbalance", WARNING, "a class label dominated by one class",
+         "the most common class of a label (the whole answer, or a JSON field) as a share of its rows: over 80 % a "
+         "warning (the other classes are a 'moderate' minority, 1-20 %), at 99 % or more with >= 100 rows an error "
+         "('extreme' imbalance, minority < 1 %: Google ML Crash Course, Imbalanced datasets); below 80 % info when "
+         "the rarest class is 10x rarer than the top (the data lint's threshold)",
+         "literature", "Google ML Crash Course: Datasets, Imbalanced datasets; guidance Data (balanced classes)",
+         "a model trained on labels that are almost all one class learns to answer that class whatever the input"),
     # ---- evaluation ----------------------------------------------------------------
     Rule("eval.missing", WARNING, "no eval set",
          "data.eval is not set", "guidance", "Data",

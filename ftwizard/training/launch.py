@@ -81,10 +81,18 @@ def check_inputs(cfg: RunConfig) -> None:
             raise UserError(f"{field} file not found: {path}", where=field, fix="check the path in the config")
 
 
-def start_run(cfg: RunConfig, detach: bool = True, preflight: dict | None = None,
-              spec: "LaunchSpec | None" = None) -> tuple[RunDir, subprocess.Popen]:
-    """Create the run folder and start its trainer; with `spec`, a torchrun launch (see distributed.py)."""
+def start_run(cfg: RunConfig, detach: bool = True, preflight=None, spec: "LaunchSpec | None" = None, *,
+              force: bool = False, config_path: str | None = None, stream=None) -> tuple[RunDir, subprocess.Popen]:
+    """Create the run folder and start its trainer; with `spec`, a torchrun launch (see distributed.py).
+
+    Every start passes the pre-flight gate here (ftwizard.preflight.gate): `preflight` is a
+    Report the caller already showed (re-checked if it was made for another config), or None
+    to check now. Errors raise `PreflightBlocked` unless `force` (the user confirmed them).
+    The result is always saved as preflight.json in the new run folder."""
+    from ftwizard.preflight.gate import gate_start, save_preflight
+
     check_inputs(cfg)
+    result = gate_start(cfg, preflight, force=force, config_path=config_path, stream=stream)
     if spec is not None:
         from ftwizard.training.distributed import check_spec, node_run_name, visible_gpu_count
 
@@ -96,20 +104,18 @@ def start_run(cfg: RunConfig, detach: bool = True, preflight: dict | None = None
     cfg.save(run.config)
     if spec is not None:
         spec.save(run.path)
-    if preflight is not None:  # what the pre-flight check knew, for the monitor and the evaluation
-        import json
-
-        from ftwizard.fileio import atomic_write_text
-
-        atomic_write_text(run.path / "preflight.json", json.dumps(preflight, indent=2, default=str))
+    save_preflight(run.path, result)  # what the pre-flight check knew, for the monitor and the evaluation
     run.write_status(state="starting", pid=None, started_at=time.time(), step=0, log=str(run.log))
     proc = _spawn(run, resume=False, detach=detach)
     wait_started(run, proc)
     return run, proc
 
 
-def resume_run(run: RunDir, detach: bool = True, spec: "LaunchSpec | None" = None) -> subprocess.Popen:
-    """Continue from the last checkpoint; a distributed run relaunches as it was, or as `spec` says."""
+def resume_run(run: RunDir, detach: bool = True, spec: "LaunchSpec | None" = None, *, force: bool = False,
+               stream=None) -> subprocess.Popen:
+    """Continue from the last checkpoint; a distributed run relaunches as it was, or as `spec` says.
+    A resume passes the pre-flight gate too (`gate_resume`: the run's preflight.json when it
+    still holds, else a fresh check)."""
     st = run.status()
     state = st.get("state")
     if state in ACTIVE_STATES:
@@ -123,6 +129,9 @@ def resume_run(run: RunDir, detach: bool = True, spec: "LaunchSpec | None" = Non
         raise UserError(f"run {run.name} has no checkpoint to resume from", where=str(run.checkpoints),
                         fix="start it again with `ftwizard train` (set training.save_every to keep checkpoints)")
     cfg = load_config(run.config)  # fail here, clearly, rather than in the background
+    from ftwizard.preflight.gate import gate_resume
+
+    gate_resume(run.path, cfg, force=force, stream=stream)
     if spec is not None:
         from ftwizard.training.distributed import check_spec, visible_gpu_count
 
