@@ -28,7 +28,7 @@ from ftwizard.errors import UserError
 from ftwizard.fileio import atomic_writer
 
 # Raw-level problems that make a row unusable (the rest are repaired on the way out).
-_FATAL = {"json.invalid", "csv.columns"}
+_FATAL = {"json.invalid", "csv.columns", "json.too_deep", "row.too_large"}
 _SHOW = 5
 
 

@@ -33,6 +33,13 @@ _EXTENSIONS = {
 # CSV cells in these columns that hold JSON (a list of turns) are decoded.
 _JSON_COLUMNS = {"messages", "conversations", "chosen", "rejected", "prompt", "completion"}
 SNIPPET = 80
+# Rows carrying one of these problems have no value: nothing past the loader may look inside them.
+UNREADABLE = ("json.invalid", "json.too_deep", "row.too_large")
+# No real example nests deeper than a few dozen levels; deeper rows would exhaust Python's stack.
+MAX_DEPTH = 100
+# Default cap on one row's size in characters (bytes for JSONL): 32 per token at the largest
+# max length the config allows. Lint passes a cap from its own max length.
+MAX_ROW_CHARS = 32 * 131072
 
 
 @dataclass(slots=True)
@@ -56,7 +63,7 @@ class Record:
 
     @property
     def parsed(self) -> bool:
-        return self.value is not None or not any(p.rule == "json.invalid" for p in self.problems)
+        return self.value is not None or not any(p.rule in UNREADABLE for p in self.problems)
 
 
 def file_kind(path: Path) -> str:
@@ -72,33 +79,159 @@ def file_kind(path: Path) -> str:
 
 
 def check_readable(path: Path) -> Path:
+    """The path, if it is a regular, readable data file; otherwise a UserError saying what it is.
+
+    Never opens anything but a regular file (a FIFO would block in open()). Compressed or
+    UTF-16 files named like data files are named as such: their bytes would otherwise show up
+    as thousands of "not UTF-8" findings.
+    """
+    import stat
+
     path = Path(path)
-    if not path.exists():
-        raise UserError("file not found", where=str(path), fix="check the path")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError("file not found", where=str(path), fix="check the path") from None
+    except OSError as e:
+        raise UserError(f"cannot read the file: {e.strerror}", where=str(path), fix="check the path and its permissions") from None
+    if stat.S_ISDIR(st.st_mode):
         raise UserError("this is a folder, not a data file", where=str(path), fix="pass a .jsonl, .json, .csv or .parquet file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError("this is not a regular file (a pipe, socket or device)", where=str(path),
+                        fix="save the data to a file first, then pass that file")
     try:
         with open(path, "rb") as f:
-            f.read(1)
+            head = f.read(8)
     except OSError as e:
         raise UserError(f"cannot read the file: {e.strerror}", where=str(path), fix="check its permissions") from None
+    what = sniff_container(head, path)
+    if what is not None:
+        raise UserError(what[0], where=str(path), fix=what[1])
     return path
 
 
-def iter_records(path: Path, kind: str | None = None) -> Iterator[Record]:
-    """Every row of the file, in order, with its row number and raw-level problems."""
+def sniff_container(head: bytes, path: Path) -> tuple[str, str] | None:
+    """(what, fix) when the first bytes show a compressed or UTF-16 file under a text data name."""
+    name = Path(path).name
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        if head and not head.startswith(b"PAR1"):
+            return ("this file is not Parquet (it does not start with PAR1)",
+                    "check the file; a CSV or JSONL file needs its own extension")
+        return None
+    if head.startswith(b"\x1f\x8b"):
+        return (f"this file is gzip-compressed although it is named {name}",
+                f"decompress it first: gunzip -k {name} (or zcat {name} > data.jsonl)")
+    if head.startswith(b"PK\x03\x04"):
+        return (f"this file is a zip archive (or an Excel workbook) although it is named {name}",
+                "unzip it, or export the sheet as CSV")
+    if head.startswith(b"(\xb5/\xfd"):
+        return (f"this file is zstd-compressed although it is named {name}", f"decompress it first: zstd -d {name}")
+    if head.startswith(b"BZh"):
+        return (f"this file is bzip2-compressed although it is named {name}", f"decompress it first: bunzip2 -k {name}")
+    if head.startswith(b"PAR1"):
+        return (f"this file is Parquet although it is named {name}", "rename it to .parquet")
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 4 and (
+        head[1::2] == b"\x00" * len(head[1::2]) or head[0::2] == b"\x00" * len(head[0::2])))
+    if utf16:
+        return (f"this file is UTF-16 text; ftwizard reads UTF-8",
+                f"convert it: iconv -f UTF-16 -t UTF-8 {name} > {Path(name).stem}.utf8{Path(name).suffix}")
+    return None
+
+
+def iter_records(path: Path, kind: str | None = None, max_row_chars: int | None = MAX_ROW_CHARS) -> Iterator[Record]:
+    """Every row of the file, in order, with its row number and raw-level problems.
+
+    A row over `max_row_chars` (bytes of the line for JSONL, characters of its text otherwise)
+    or nested deeper than MAX_DEPTH comes back with no value and a `row.too_large` /
+    `json.too_deep` problem: nothing downstream spends time or memory on it. For JSONL the
+    line is not even held in memory past the cap.
+    """
     path = check_readable(path)
     kind = kind or file_kind(path)
+    cap = max_row_chars or MAX_ROW_CHARS
     if kind == "jsonl":
-        yield from _iter_jsonl(path)
-    elif kind == "json":
-        yield from _iter_json(path)
+        yield from _iter_jsonl(path, cap)
+        return
+    if kind == "json":
+        records = _iter_json(path, cap)
     elif kind == "csv":
-        yield from _iter_csv(path)
+        records = _iter_csv(path)
     elif kind == "parquet":
-        yield from _iter_parquet(path)
+        records = _iter_parquet(path)
     else:
         raise UserError(f"unknown file kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
+    for rec in records:
+        if rec.value is not None:
+            _guard_value(rec, cap)
+        yield rec
+
+
+def _guard_value(rec: Record, cap: int) -> None:
+    """Replace a parsed value that is too big or too deep by a problem (see iter_records)."""
+    size, depth, longest = _measure(rec.value, cap)
+    if depth > MAX_DEPTH:
+        rec.problems.append(Problem("json.too_deep", f"row {rec.row} is nested more than {MAX_DEPTH} levels deep; "
+                                    "no training example nests like this"))
+        rec.value = None
+    elif size > cap:
+        rec.problems.append(_too_large(rec.row, size, cap, longest[1], longest[0], "characters"))
+        rec.value = None
+
+
+def _measure(value: Any, cap: int) -> tuple[int, int, tuple[str, str]]:
+    """(characters of text, nesting depth, (path, text) of the longest string); iterative, stops early."""
+    size, depth, longest = 0, 0, ("", "")
+    stack = [(value, 1, "")]
+    while stack:
+        v, d, where = stack.pop()
+        if d > depth:
+            depth = d
+            if depth > MAX_DEPTH:
+                break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1, f"{where}.{k}" if where else str(k)) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1, f"{where}[{i}]") for i, x in enumerate(v))
+        elif isinstance(v, str):
+            size += len(v)
+            if len(v) > len(longest[1]):
+                longest = (where, v)
+    return size, depth, longest
+
+
+_B64 = None
+
+
+def looks_binary(sample: str | bytes) -> str | None:
+    """'base64 data' / 'binary data' when a sample of a long value is not prose, else None."""
+    global _B64
+    import re
+
+    if isinstance(sample, bytes):
+        sample = sample.decode("utf-8", "replace")
+    sample = sample[:65536]
+    if "base64," in sample[:200] or "data:image" in sample[:200]:
+        return "base64 data (a data: URI)"
+    if _B64 is None:
+        _B64 = re.compile(r"[A-Za-z0-9+/=_-]{200,}")
+    runs = sum(len(m.group()) for m in _B64.finditer(sample))
+    if runs > 0.6 * len(sample):
+        return "base64 data"
+    bad = sum(1 for c in sample if c == "\ufffd" or (ord(c) < 32 and c not in "\n\r\t"))
+    if bad > 0.05 * len(sample):
+        return "binary data"
+    return None
+
+
+def _too_large(row: int, size: int, cap: int, sample: str | bytes, field_: str | None, unit: str) -> Problem:
+    kind = looks_binary(sample)
+    guess = f"; this looks like {kind} pasted as text" if kind else ""
+    return Problem(
+        "row.too_large",
+        f"row {row} is {size:,} {unit}, far past what any max length can train (cap {cap:,}){guess}; "
+        "it was not checked further",
+        field=field_ or None, snippet=snippet(sample[:200]),
+    )
 
 
 def snippet(text: str | bytes, center: int | None = None, width: int = SNIPPET) -> str:
@@ -124,12 +257,30 @@ def _decode_line(line: bytes, offset: int, lineno: int) -> tuple[str, Problem | 
         )
 
 
-def _iter_jsonl(path: Path) -> Iterator[Record]:
+def _iter_jsonl(path: Path, cap: int = MAX_ROW_CHARS) -> Iterator[Record]:
     offset = 0
     with open(path, "rb") as f:
-        for lineno, line in enumerate(f, start=1):
+        lineno = 0
+        while True:
+            line = f.readline(cap + 1)
+            if not line:
+                break
+            lineno += 1
             start = offset
             offset += len(line)
+            if len(line) > cap and not line.endswith(b"\n"):  # a huge row: measure and skip the rest unread
+                head, size = line[:4096], len(line)
+                del line
+                while True:
+                    chunk = f.readline(1 << 20)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    offset += len(chunk)
+                    if chunk.endswith(b"\n"):
+                        break
+                yield Record(lineno, None, [_too_large(lineno, size, cap, head, None, "bytes")])
+                continue
             line = line.rstrip(b"\r\n")
             problems: list[Problem] = []
             if lineno == 1 and line.startswith(BOM):
@@ -141,6 +292,11 @@ def _iter_jsonl(path: Path) -> Iterator[Record]:
                 start += len(BOM)
             if not line.strip():
                 continue  # blank lines are harmless in JSONL; readers skip them
+            if line.count(b"[") + line.count(b"{") > MAX_DEPTH and _nested_too_deep(line):
+                yield Record(lineno, None, [Problem(
+                    "json.too_deep", f"line {lineno} is nested more than {MAX_DEPTH} levels deep; "
+                    "no training example nests like this", snippet=snippet(line[:200]))], raw=line)
+                continue
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -149,6 +305,15 @@ def _iter_jsonl(path: Path) -> Iterator[Record]:
                     problems.append(enc)
                 value = _parse_text(text, lineno, problems, line)
             yield Record(lineno, value, problems, raw=line)
+
+
+def _nested_too_deep(line: bytes) -> bool:
+    """Whether a JSON line nests past MAX_DEPTH (brackets inside strings are not counted)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return "recursion" in str(e).lower() or "depth" in str(e).lower()
+    return _measure(value, MAX_ROW_CHARS)[1] > MAX_DEPTH
 
 
 def _parse_text(text: str, lineno: int, problems: list[Problem], raw: bytes) -> Any:
@@ -164,6 +329,8 @@ def _parse_text(text: str, lineno: int, problems: list[Problem], raw: bytes) -> 
             col, msg, pos = e.pos + 1, e.msg, e.pos
         except json.JSONDecodeError as j:
             col, msg, pos = j.colno, j.msg, j.pos
+        except RecursionError:
+            col, msg, pos = e.pos + 1, f"nested more than {MAX_DEPTH} levels deep", e.pos
         hint_line = text.strip()
         if hint_line in ("[", "]", "{", "}") or hint_line.endswith(",") and lineno == 1 and hint_line.startswith("["):
             msg += "; this looks like a JSON array or pretty-printed JSON saved as .jsonl"
@@ -179,7 +346,7 @@ STREAM_JSON_BYTES = 32 << 20
 _CHUNK = 1 << 20
 
 
-def _iter_json(path: Path) -> Iterator[Record]:
+def _iter_json(path: Path, cap: int = MAX_ROW_CHARS) -> Iterator[Record]:
     if path.stat().st_size > STREAM_JSON_BYTES:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -194,10 +361,14 @@ def _iter_json(path: Path) -> Iterator[Record]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
+        if "recursion" in str(e).lower() or "depth" in str(e).lower():
+            yield Record(1, None, problems + [Problem(
+                "json.too_deep", f"the file is nested more than {MAX_DEPTH} levels deep; no data set nests like this")])
+            return
         # Many .json files are really JSON lines; read them as such when the first line is a whole object.
         first = data.split(b"\n", 1)[0].strip()
         if first.startswith(b"{") and _loads_ok(first):
-            yield from _iter_jsonl(path)
+            yield from _iter_jsonl(path, cap)
             return
         try:
             text = data.decode("utf-8")
@@ -216,6 +387,8 @@ def _iter_json(path: Path) -> Iterator[Record]:
             line, col, msg, pos = 1, 1, e.msg, e.pos
         except json.JSONDecodeError as j:
             line, col, msg, pos = j.lineno, j.colno, j.msg, j.pos
+        except RecursionError:
+            line, col, msg, pos = 1, 1, f"nested more than {MAX_DEPTH} levels deep", e.pos
         yield Record(1, None, problems + [Problem(
             "json.invalid", f"not valid JSON at line {line}, column {col}: {msg}", snippet=snippet(text, pos),
         )])
@@ -304,6 +477,9 @@ def _stream_json_array(path: Path) -> Iterator[Record]:
                 continue
             try:
                 value, end = decoder.raw_decode(buf, pos)
+            except RecursionError:
+                yield error(f"an element is nested more than {MAX_DEPTH} levels deep")
+                return
             except json.JSONDecodeError as e:
                 if not eof:
                     eof = not more()

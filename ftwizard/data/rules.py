@@ -23,6 +23,8 @@ class Rule:
 _RULES = [
     # reading the file
     Rule("file.empty", ERROR, "the file has no rows", "add examples; a fine-tune needs at least a few hundred (guidance)"),
+    Rule("row.too_large", ERROR, "row far larger than any max length", "remove the row (`ftwizard data fix --drop-invalid`); binary or base64 data (images, files) cannot be trained as text"),
+    Rule("json.too_deep", ERROR, "row nested too deeply", "flatten the row; no training example nests more than a few levels"),
     Rule("json.invalid", ERROR, "not valid JSON", "fix the syntax at the column shown, or drop the row with `ftwizard data fix --drop-invalid`"),
     Rule("row.not_object", ERROR, "row is not a JSON object", "each line must be one object such as {\"messages\": [...]}"),
     Rule("csv.columns", ERROR, "CSV row has the wrong number of cells", "quote cells that contain commas or newlines"),
