@@ -79,6 +79,8 @@ class TrainingSection(_Section):
     eval_every: int = Field(50, ge=0, description="Evaluate on the eval file every N steps (0: only at the end).")
     save_every: int = Field(50, ge=0, description="Save a checkpoint every N steps (0: only at the end); stop and resume use them.")
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints (None keeps all).")
+    stop_on_divergence: bool = Field(False, description="Stop the run, saving a checkpoint, when the loss diverges (well "
+                                     "above where it started, or rising over a window of steps); off: a warning only.")
 
 
 class RunConfig(_Section):
@@ -328,6 +330,28 @@ def commented_yaml(cfg: RunConfig) -> str:
 def default_config(train: Path, eval_file: Path | None = None, **overrides: Any) -> RunConfig:
     cfg = RunConfig(data=DataSection(train=train, eval=eval_file))
     return cfg.model_copy(update=overrides) if overrides else cfg
+
+
+def starting_config(train: Path | None = None, eval_file: Path | None = None, *, method: str | None = None,
+                    base: str | None = None) -> RunConfig:
+    """The one default config: `ftwizard init` writes it and the wizard opened without a config starts from it.
+
+    No training file: the bundled sample task (train + held-out file) with `tune_for_sample_task`,
+    the demo that learns on a CPU in minutes. A user's own file keeps the guidance defaults."""
+    from ftwizard.paths import sample_data_dir
+
+    sample = train is None
+    if sample:
+        folder = sample_data_dir()
+        train = folder / "train.jsonl"
+        if eval_file is None and (folder / "eval.jsonl").is_file():
+            eval_file = folder / "eval.jsonl"
+    cfg = default_config(Path(train), Path(eval_file) if eval_file is not None else None)
+    if method or base:
+        cfg.model = cfg.model.model_copy(update={k: v for k, v in {"method": method, "base": base}.items() if v})
+    if sample:
+        tune_for_sample_task(cfg)
+    return cfg
 
 
 def tune_for_sample_task(cfg: RunConfig) -> RunConfig:

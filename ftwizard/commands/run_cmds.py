@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from ftwizard.commands.argtypes import nonneg_int, port, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="write a commented default config (embedded model, sample data)")
@@ -63,14 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_launch_args(p: argparse.ArgumentParser, resume: bool = False) -> None:
     """Several processes / machines through torchrun (see ftwizard.training.distributed)."""
     g = p.add_argument_group("several GPUs or machines" + (" (default: as the run was launched)" if resume else ""))
-    g.add_argument("--gpus", type=int, metavar="N", help="processes on this machine, one per GPU (on a CPU-only "
+    g.add_argument("--gpus", type=positive_int, metavar="N", help="processes on this machine, one per GPU (on a CPU-only "
                    "machine: N CPU processes with the gloo backend)")
     g.add_argument("--strategy", choices=["ddp", "fsdp"], help="ddp: a full copy per GPU (default); fsdp: parameters, "
                    "gradients and optimizer states sharded across GPUs")
-    g.add_argument("--nodes", type=int, metavar="K", help="machines taking part (default 1)")
-    g.add_argument("--node-rank", type=int, metavar="R", help="this machine's number, 0..K-1 (0 keeps the results)")
+    g.add_argument("--nodes", type=positive_int, metavar="K", help="machines taking part (default 1)")
+    g.add_argument("--node-rank", type=nonneg_int, metavar="R", help="this machine's number, 0..K-1 (0 keeps the results)")
     g.add_argument("--master-addr", metavar="HOST", help="address of node 0, reachable from every node")
-    g.add_argument("--master-port", type=int, metavar="P", help="a free TCP port on node 0 (default 29500)")
+    g.add_argument("--master-port", type=port, metavar="P", help="a free TCP port on node 0 (default 29500)")
 
 
 def _runs_dir(args):
@@ -85,23 +87,16 @@ def _runs_dir(args):
 def cmd_init(args) -> int:
     from pathlib import Path
 
-    from ftwizard.config import EMBEDDED, commented_yaml, default_config, tune_for_sample_task
+    from ftwizard.config import commented_yaml, starting_config
     from ftwizard.errors import UserError
     from ftwizard.fileio import atomic_write_text
-    from ftwizard.paths import sample_data_dir
 
     out = Path(args.output)
     if out.exists() and not args.force:
         raise UserError(f"{out} already exists", fix="choose another -o path, or pass --force to replace it")
-    sample = sample_data_dir()
-    train = Path(args.train).resolve() if args.train else sample / "train.jsonl"
-    eval_file = Path(args.eval).resolve() if args.eval else (None if args.train else sample / "eval.jsonl")
-    cfg = default_config(train, eval_file)
-    if args.method or args.model:
-        cfg.model = cfg.model.model_copy(update={k: v for k, v in
-                                                  {"method": args.method, "base": args.model or EMBEDDED}.items() if v})
-    if not args.train:  # the sample task: a run that learns it on a CPU in minutes
-        tune_for_sample_task(cfg)
+    # the one default (shared with the wizard): the tuned sample task unless a training file is given
+    cfg = starting_config(Path(args.train).resolve() if args.train else None,
+                          Path(args.eval).resolve() if args.eval else None, method=args.method, base=args.model)
     atomic_write_text(out, commented_yaml(cfg))
     print(f"wrote {out}")
     print(f"  check it:  ftwizard train {out} --max-steps 5     (a pilot run)")

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftwizard.config import RunConfig, commented_yaml, default_config, load_config
+from ftwizard.config import RunConfig, commented_yaml, load_config, starting_config
 from ftwizard.fileio import atomic_write_text
-from ftwizard.paths import default_runs_dir, sample_data_dir
+from ftwizard.paths import default_runs_dir
 
 PILOT_EXAMPLES = 200  # guidance: a pilot is "a few hundred examples, one epoch"
 
@@ -36,9 +36,7 @@ class WizardState:
             cfg = load_config(config)
             path = Path(config)
         else:
-            sample = sample_data_dir()
-            eval_file = sample / "eval.jsonl"
-            cfg = default_config(sample / "train.jsonl", eval_file if eval_file.is_file() else None)
+            cfg = starting_config()  # the same default as `ftwizard init` (config.starting_config)
             path = None
         if runs_dir is not None:
             cfg = cfg.model_copy(update={"runs_dir": Path(runs_dir)})
