@@ -123,8 +123,10 @@ def test_summary_marks_best_checkpoint_and_warns(tmp_path):
     assert [m["id"] for m in s["models"]] == ["base", "checkpoint-2", "final"]
     assert s["task"] == "label" and s["primary_metric"] == "macro_f1"
     assert s["best_checkpoint"] == "checkpoint-2"  # the best is not the last
-    assert s["best"]["eval_loss"] == "final" and s["best"]["probe_score"] == "base"
-    assert s["verdict"]["beats_baseline"] is True
+    assert s["leader"]["eval_loss"] == "final" and s["leader"]["probe_score"] == "base"
+    # results written before per-row values existed: no interval, so no star and no claim either way
+    assert s["best"]["eval_loss"] is None and s["verdict"]["status"] == "inconclusive"
+    assert s["verdict"]["beats_baseline"] is False and "no per-row values" in s["verdict"]["text"]
     assert any("final forgot general skills" in w for w in s["warnings"])
     assert not any("checkpoint-2 forgot" in w for w in s["warnings"])  # a 5-point drop is under the threshold
     assert s["missing"] == ["checkpoint-6"]

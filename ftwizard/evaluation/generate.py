@@ -137,14 +137,17 @@ class Engine:
         return self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts: list[list[dict[str, str]]], max_new_tokens: int, batch_size: int = 8,
-                 progress: Progress | None = None) -> list[str]:
-        """Greedy outputs for each prompt (chat turns), in input order."""
+                 progress: Progress | None = None, with_stops: bool = False):
+        """Greedy outputs for each prompt (chat turns), in input order. With `with_stops`, also whether each
+        output ended its turn (emitted the end-of-turn token) before `max_new_tokens`."""
         import torch
 
         texts = [self.render_prompt(p) for p in prompts]
         lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         outputs: list[str] = [""] * len(texts)
+        stopped: list[bool] = [False] * len(texts)
+        eos = self.tokenizer.eos_token_id
         done = 0
         with torch.inference_mode(), self._context():
             for start in range(0, len(order), batch_size):
@@ -157,10 +160,11 @@ class Engine:
                 new = out[:, enc["input_ids"].shape[1]:]
                 for i, ids in zip(idx, new):
                     outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                    stopped[i] = eos is not None and bool((ids == eos).any())
                 done += len(idx)
                 if progress:
                     progress(done, len(texts))
-        return outputs
+        return (outputs, stopped) if with_stops else outputs
 
     def token_count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -178,10 +182,16 @@ class Engine:
 
     def loss(self, rows: list[dict[str, list[int]]], batch_size: int = 4, progress: Progress | None = None) -> float | None:
         """Token-weighted mean cross-entropy over the masked (assistant) tokens."""
+        return loss_from_rows(self.loss_rows(rows, batch_size, progress))
+
+    def loss_rows(self, rows: list[dict[str, list[int]]], batch_size: int = 4,
+                  progress: Progress | None = None) -> list[tuple[float, int]]:
+        """Per row: (cross-entropy summed over its masked tokens, their count); for intervals on eval loss."""
         import torch
         import torch.nn.functional as F
 
-        total, count, done = 0.0, 0, 0
+        out: list[tuple[float, int]] = []
+        done = 0
         pad = self.tokenizer.pad_token_id
         with torch.inference_mode(), self._context():
             for start in range(0, len(rows), batch_size):
@@ -201,16 +211,24 @@ class Engine:
                 logits = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
                 shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
                 shift_labels = labels[:, 1:].reshape(-1).to(dev)
-                loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
-                total += float(loss)
-                count += int((shift_labels != -100).sum())
+                loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="none")
+                loss = loss.view(len(batch), -1)
+                counts = (labels[:, 1:] != -100).sum(1)
+                for b in range(len(batch)):
+                    out.append((float(loss[b].sum()), int(counts[b])))
                 done += len(batch)
                 if progress:
                     progress(done, len(rows))
-        if not count:
-            return None
-        value = total / count
-        return value if math.isfinite(value) else None
+        return out
+
+
+def loss_from_rows(rows: list[tuple[float, int]]) -> float | None:
+    total = sum(r[0] for r in rows)
+    count = sum(r[1] for r in rows)
+    if not count:
+        return None
+    value = total / count
+    return value if math.isfinite(value) else None
 
 
 def timed(fn, *args, **kw) -> tuple[Any, float]:

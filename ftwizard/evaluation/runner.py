@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ftwizard.evaluation import metrics as M
+from ftwizard.evaluation.generate import loss_from_rows
 from ftwizard.evaluation.probe import load_probe, probe_subset, score_probe
 from ftwizard.evaluation.samples import EvalSample, file_digest, load_samples, with_few_shot
 from ftwizard.fileio import atomic_write_text
 from ftwizard.rundir import EventWriter
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: per-row values, stop flags, behaviour, math and per-field metrics
 PROBE_MAX_NEW_TOKENS = 48
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
 
@@ -50,6 +51,7 @@ def result_key(spec: dict[str, Any], model: dict[str, Any], eval_digest: str) ->
         "format": spec.get("format"), "max_length": spec.get("max_length"),
         "probe": spec.get("probe", True), "probe_size": spec.get("probe_size"),
         "kind": model["kind"], "few_shot": model.get("few_shot", 0), "weights": weights_stamp(model.get("path")),
+        "task": spec.get("task"), "task_type": spec.get("task_type"), "scorer": spec.get("scorer"),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -80,7 +82,8 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
     digest = file_digest(eval_path)
     samples = load_samples(eval_path, spec.get("format", "auto"), spec.get("system_prompt"), spec.get("max_samples"))
     refs = [s.reference for s in samples]
-    task = M.detect_task(refs)
+    task = spec.get("task") or M.detect_task(refs, spec.get("task_type"))
+    scorer = M.load_scorer(spec["scorer"], spec.get("config_dir")) if spec.get("scorer") else None
     probe_items = probe_subset(load_probe(), spec.get("probe_size")) if spec.get("probe", True) else []
     models = spec["models"]
     writer.write("eval", event="plan", task=task, samples=len(samples), models=[m["id"] for m in models],
@@ -107,12 +110,12 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
                             log=log)
             writer.write("eval", event="engine", device=engine.device, precision=engine.precision, base=base_path)
         set_status(current=m["id"], models_done=len(models) - len(todo) + n - 1, models_total=len(models))
-        res = evaluate_model(engine, m, key, samples, task, spec, probe_items, writer, log)
+        res = evaluate_model(engine, m, key, samples, task, spec, probe_items, writer, log, scorer=scorer)
         atomic_write_text(out, json.dumps(res, indent=1))
         writer.write("eval", event="model_done", model=m["id"],
                      **{k: v for k, v in res["metrics"].items() if isinstance(v, (int, float))})
 
-    summary = build_summary(eval_dir, [m["id"] for m in models])
+    summary = build_summary(eval_dir, [m["id"] for m in models], primary=spec.get("metric"))
     write_summary(eval_dir, summary)
     return summary
 
@@ -130,7 +133,8 @@ def _baseline_copy(spec: dict[str, Any], model: dict[str, Any], key: str, out: P
 
 
 def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSample], task: str,
-                   spec: dict[str, Any], probe_items: list[dict[str, Any]], writer: EventWriter, log=print) -> dict:
+                   spec: dict[str, Any], probe_items: list[dict[str, Any]], writer: EventWriter, log=print,
+                   scorer=None) -> dict:
     mid = model["id"]
     writer.write("eval", event="model_start", model=mid, label=model["label"])
     engine.use(model["kind"], model.get("path"), mid)
@@ -150,30 +154,39 @@ def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSa
         return cb
 
     t0 = time.perf_counter()
-    outputs = engine.generate([s.prompt for s in prompts], max_new_tokens_for(engine, refs), batch, progress("generate"))
+    max_new = max_new_tokens_for(engine, refs)
+    outputs, stopped = engine.generate([s.prompt for s in prompts], max_new, batch, progress("generate"),
+                                       with_stops=True)
     gen_s = time.perf_counter() - t0
-    scores = M.score(task, outputs, refs)
+    scorer_name = spec["scorer"].split(":")[1] if scorer is not None else None
+    scores = M.score_rows(task, outputs, refs, stopped=stopped, kinds=M.field_kinds(refs) if task == "json" else None,
+                          scorer=scorer, scorer_name=scorer_name)
 
     t0 = time.perf_counter()
     rows = engine.encode_for_loss(prompts, spec.get("max_length") or 2048)
-    loss = engine.loss(rows, max(1, batch // 2), progress("loss"))
+    loss_rows = engine.loss_rows(rows, max(1, batch // 2), progress("loss"))
+    loss = loss_from_rows(loss_rows)
     loss_s = time.perf_counter() - t0
 
     probe = None
     probe_s = 0.0
-    if probe_items:
+    if probe_items and not k:  # a k-shot prompt does not change the weights: its probe is the base's
         t0 = time.perf_counter()
         probe_out = engine.generate([[{"role": "user", "content": it["prompt"]}] for it in probe_items],
                                     PROBE_MAX_NEW_TOKENS, batch, progress("probe"))
         probe = score_probe(probe_items, probe_out)
         probe_s = time.perf_counter() - t0
 
-    headline = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    headline = dict(scores.metrics)
     headline["eval_loss"] = loss
     headline["perplexity"] = M.perplexity(loss)
     if probe is not None:
         headline["probe_score"] = probe["probe_score"]
-    details = {k: v for k, v in scores.items() if not isinstance(v, (int, float))}
+    row_values = dict(scores.rows)
+    row_values["loss"] = [list(r) for r in loss_rows]
+    if probe is not None:
+        row_values["probe"] = [float(it["id"] in set(probe["passed"])) for it in probe_items]
+    details = scores.details
     return {
         "version": RESULT_VERSION,
         "key": key,
@@ -187,8 +200,11 @@ def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSa
         "metrics": headline,
         "details": details,
         "probe": probe,
-        "samples": [{"row": s.row, "input": s.input_text, "reference": s.reference, "output": o,
-                     "correct": M.sample_correct(task, o, s.reference)} for s, o in zip(samples, outputs)],
+        "max_new_tokens": max_new,
+        "rows": row_values,
+        "samples": [{"row": s.row, "input": s.input_text, "reference": s.reference, "output": o, "stopped": st,
+                     "correct": M.sample_correct(task, o, s.reference)}
+                    for s, o, st in zip(samples, outputs, stopped)],
         "timing": {"generate_s": round(gen_s, 2), "samples_per_s": round(len(samples) / gen_s, 3) if gen_s else None,
                    "loss_s": round(loss_s, 2), "probe_s": round(probe_s, 2), "batch_size": batch},
         "device": engine.device,
