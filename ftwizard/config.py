@@ -22,7 +22,7 @@ from ftwizard.errors import UserError
 EMBEDDED = "embedded"
 Method = Literal["full", "lora", "qlora"]
 DataFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text"]
-TaskType = Literal["classification", "extraction", "style", "domain", "code", "other"]
+TaskType = Literal["classification", "extraction", "style", "domain", "code", "math", "other"]
 
 
 class _Section(BaseModel):
@@ -46,7 +46,8 @@ class DataSection(_Section):
     packing: bool = Field(False, description="Pack short examples into full-length sequences (faster on short data).")
     assistant_only_loss: bool = Field(True, description="Count the loss on assistant tokens only (the usual choice for chat data).")
     system_prompt: str | None = Field(None, description="System prompt added to rows without one; use what you will send when serving.")
-    task_type: TaskType = Field("other", description="What the data teaches; sets the example-count guidance.")
+    task_type: TaskType = Field("other", description="What the data teaches; sets the example-count guidance "
+                                "(math: answers end in a final number, scored by final-answer accuracy).")
 
 
 class LoraSection(_Section):
@@ -83,6 +84,16 @@ class TrainingSection(_Section):
                                      "above where it started, or rising over a window of steps); off: a warning only.")
 
 
+class EvaluationSection(_Section):
+    metric: str | None = Field(None, description="Primary metric for verdicts and the best checkpoint (e.g. "
+                               "answer_accuracy, macro_f1, rouge_l, chrf, exact_match); empty: chosen from the task.")
+    scorer: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="Your own per-row "
+                               "scorer, 'module:function' (module beside this file), called as function(prediction, "
+                               "reference) -> 0..1; it becomes the primary metric unless metric says otherwise.")
+    few_shot: int = Field(3, ge=0, le=16, description="Also score the base model with this many training rows as "
+                          "examples in the prompt (the 'base + k-shot' row); 0: off.")
+
+
 class RunConfig(_Section):
     """Everything needed to start (or reproduce) one training run."""
 
@@ -92,6 +103,7 @@ class RunConfig(_Section):
     data: DataSection
     lora: LoraSection = Field(default_factory=LoraSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
 
     @field_validator("name")
     @classmethod
