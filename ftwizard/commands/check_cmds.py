@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ftwizard.commands.argtypes import positive_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", nargs="?", help="run config YAML (`ftwizard init` writes one)")
     p.add_argument("--gpu", metavar="NAME", help="judge against this GPU from the table (planning) instead of the detected one")
-    p.add_argument("--budget-hours", type=float, metavar="H", help="error when the estimated training time is over H hours")
-    p.add_argument("--budget-usd", type=float, metavar="USD", help="error when the estimated cost is over USD")
+    p.add_argument("--budget-hours", type=positive_float, metavar="H", help="error when the estimated training time is over H hours")
+    p.add_argument("--budget-usd", type=positive_float, metavar="USD", help="error when the estimated cost is over USD")
     p.add_argument("--fix", action="store_true", help="write a corrected copy of the config (needs -o); never the original")
     p.add_argument("-o", "--output", metavar="NEW.yaml", help="where --fix writes the corrected config")
     p.add_argument("--force", action="store_true", help="with --fix: replace NEW.yaml if it exists")
@@ -34,17 +36,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ftwizard.errors import UserError
+    from ftwizard.errors import UsageError, UserError
 
     if args.rules:
         return _print_rules(args)
     if not args.config:
-        raise UserError("which config? `ftwizard check CONFIG`", fix="`ftwizard init -o config.yaml` writes one")
+        raise UsageError("which config? `ftwizard check CONFIG`", fix="`ftwizard init -o config.yaml` writes one")
     if args.fix and not args.output:
-        raise UserError("--fix needs -o NEW.yaml (the original config is never changed)",
+        raise UsageError("--fix needs -o NEW.yaml (the original config is never changed)",
                         fix=f"ftwizard check {args.config} --fix -o fixed.yaml")
     if args.output and not args.fix:
-        raise UserError("-o is only used with --fix", fix=f"ftwizard check {args.config} --fix -o {args.output}")
+        raise UsageError("-o is only used with --fix", fix=f"ftwizard check {args.config} --fix -o {args.output}")
     out = None
     if args.fix:
         out = Path(args.output)

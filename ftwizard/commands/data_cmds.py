@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ftwizard.commands.argtypes import nonneg_int, positive_int, unit_fraction
+
 TASK_TYPES = ["classification", "extraction", "style", "domain", "code", "other"]
 
 
@@ -27,12 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Exit 0: no errors; 1: errors; 2: usage error.")
     p.add_argument("file", help="JSONL, JSON, CSV or Parquet")
     _model_args(p)
-    p.add_argument("--max-length", type=int, default=512, metavar="N", help="max tokens per example (default 512)")
+    p.add_argument("--max-length", type=positive_int, default=512, metavar="N", help="max tokens per example (default 512)")
     p.add_argument("--eval", metavar="FILE", help="held-out file to check for overlap with the training file")
     p.add_argument("--task-type", choices=TASK_TYPES, help="what the data teaches (sets the example-count guidance)")
     p.add_argument("--no-pii", action="store_true", help="skip the PII and secrets scan")
     p.add_argument("--no-dedup", action="store_true", help="skip duplicate detection")
-    p.add_argument("--show", type=int, default=5, metavar="N", help="rows shown per rule (default 5)")
+    p.add_argument("--show", type=nonneg_int, default=5, metavar="N", help="rows shown per rule (default 5)")
     p.add_argument("--json", action="store_true", help="print the JSON report (docs/lint-report.md)")
     p.set_defaults(handler=cmd_lint)
 
@@ -54,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = dsub.add_parser("split", help="write train and eval files (duplicates stay on one side)")
     p.add_argument("file")
-    p.add_argument("--eval-fraction", type=float, default=0.1, metavar="F", help="share held out (default 0.1; guidance 0.1-0.2)")
+    p.add_argument("--eval-fraction", type=unit_fraction, default=0.1, metavar="F", help="share held out (default 0.1; guidance 0.1-0.2)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--stratify", action="store_true", help="keep class-label proportions the same on both sides")
     p.add_argument("-o", "--output-dir", metavar="DIR", help="where to write STEM.train.jsonl and STEM.eval.jsonl (default: beside the file)")
@@ -65,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = dsub.add_parser("show", help="render one row as the model sees it, trained tokens highlighted")
     p.add_argument("file")
-    p.add_argument("--row", type=int, required=True, metavar="N", help="row number (the line for JSONL)")
+    p.add_argument("--row", type=positive_int, required=True, metavar="N", help="row number (the line for JSONL)")
     _model_args(p, tokens_optional=False)
     p.add_argument("--json", action="store_true", help="segments as JSON: [{text, trained}]")
     p.set_defaults(handler=cmd_show)
@@ -73,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("stats", help="rows, formats, turns, roles, token-length histogram, tokens per epoch")
     p.add_argument("file")
     _model_args(p)
-    p.add_argument("--max-length", type=int, default=512, metavar="N")
+    p.add_argument("--max-length", type=positive_int, default=512, metavar="N")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_stats)
 
@@ -216,6 +218,10 @@ def cmd_stats(args) -> int:
     report = lint_file(args.file, LintOptions(tokenizer=tok, model=None if tok is None else args.model,
                                               max_length=args.max_length, system_prompt=args.system_prompt,
                                               pii=False, dedup=False))
+    if report.rows == 0:
+        from ftwizard.errors import UserError
+
+        raise UserError("the file has no rows", where=str(args.file), fix="add examples (one JSON object a line for JSONL)")
     stats = dict(report.stats, format=report.format, model=report.model)
     if args.json:
         _print_json(stats)

@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from ftwizard.commands.argtypes import nonneg_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,16 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoints", choices=["all", "best", "final"], default="all",
                    help="which fine-tuned models: every checkpoint and final (default), the checkpoint with the "
                         "lowest logged eval loss and final, or final only")
-    p.add_argument("--max-samples", type=int, help="evaluate the first N held-out rows only")
+    p.add_argument("--max-samples", type=positive_int, help="evaluate the first N held-out rows only")
     p.add_argument("--baseline-only", action="store_true", help="score the base model only (before training)")
-    p.add_argument("--few-shot", type=int, default=0, metavar="K",
+    p.add_argument("--few-shot", type=nonneg_int, default=0, metavar="K",
                    help="also score the base model with K training rows as examples in the prompt")
     p.add_argument("--no-probe", action="store_true", help="skip the regression probe")
-    p.add_argument("--probe-size", type=int, metavar="N", help="use N of the probe prompts, spread over its "
+    p.add_argument("--probe-size", type=positive_int, metavar="N", help="use N of the probe prompts, spread over its "
                    "categories (quicker, coarser)")
-    p.add_argument("--batch-size", type=int, help="generation batch (default 8 on CPU, 32 on a GPU)")
+    p.add_argument("--batch-size", type=positive_int, help="generation batch (default 8 on CPU, 32 on a GPU)")
     p.add_argument("--redo", action="store_true", help="evaluate every model again, ignoring earlier results")
-    p.add_argument("--samples", type=int, default=3, metavar="N", help="sample outputs to print (default 3)")
+    p.add_argument("--samples", type=nonneg_int, default=3, metavar="N", help="sample outputs to print (default 3)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--json", action="store_true", help="print the summary JSON (documented in ftwizard.evaluation.compare)")
     p.set_defaults(handler=cmd_eval)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from ftwizard.commands.argtypes import nonneg_float, positive_float, positive_int, unit_fraction
+
 METHODS = ("full", "lora", "qlora")
 OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "paged_adamw32bit", "sgd")
 
@@ -25,28 +27,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("config", nargs="?", metavar="CONFIG", help="run config YAML (ftwizard init writes one)")
     e.add_argument("--model", help="base model: embedded, a local folder, a cached hub id, or a built-in name")
     e.add_argument("--method", choices=METHODS)
-    e.add_argument("--max-length", type=int, metavar="N", help="tokens per example")
-    e.add_argument("--batch", type=int, metavar="B", help="micro-batch per GPU")
-    e.add_argument("--grad-accum", type=int, metavar="A", help="gradient accumulation steps")
+    e.add_argument("--max-length", type=positive_int, metavar="N", help="tokens per example")
+    e.add_argument("--batch", type=positive_int, metavar="B", help="micro-batch per GPU")
+    e.add_argument("--grad-accum", type=positive_int, metavar="A", help="gradient accumulation steps")
     e.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     e.add_argument("--optimizer", choices=OPTIMIZERS)
     e.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
-    e.add_argument("--lora-r", type=int, metavar="R")
+    e.add_argument("--lora-r", type=positive_int, metavar="R")
     e.add_argument("--lora-targets", metavar="LIST", help="all-linear, or comma-separated module names")
-    e.add_argument("--gpus", type=int, metavar="N", help="number of GPUs (default: detected, else 1)")
+    e.add_argument("--gpus", type=positive_int, metavar="N", help="number of GPUs (default: detected, else 1)")
     e.add_argument("--strategy", choices=("ddp", "fsdp"), help="multi-GPU strategy (default ddp)")
     e.add_argument("--gpu", metavar="NAME", help="judge against this GPU from the table instead of the detected one")
     e.add_argument("--data", metavar="FILE", help="training data: real token counts for memory, time and cost "
                    "(default: the config's train file; --data '' ignores it)")
-    e.add_argument("--rows", type=int, help="rows of data (when no file is given; assumes max length each)")
-    e.add_argument("--tokens", type=int, help="training tokens per epoch (when no file is given)")
-    e.add_argument("--epochs", type=float)
-    e.add_argument("--utilization", type=float, metavar="U", help="assumed model FLOPs utilisation (default 0.35)")
-    e.add_argument("--price", type=float, metavar="USD_PER_HOUR", help="price per GPU-hour (default from the table)")
+    e.add_argument("--rows", type=positive_int, help="rows of data (when no file is given; assumes max length each)")
+    e.add_argument("--tokens", type=positive_int, help="training tokens per epoch (when no file is given)")
+    e.add_argument("--epochs", type=positive_float)
+    e.add_argument("--utilization", type=unit_fraction, metavar="U", help="assumed model FLOPs utilisation (default 0.35)")
+    e.add_argument("--price", type=nonneg_float, metavar="USD_PER_HOUR", help="price per GPU-hour (default from the table)")
     e.add_argument("--list-gpus", action="store_true", help="print the GPU table (memory, TFLOP/s, price) and exit")
     e.add_argument("--probe", action="store_true", help="also run a few real training steps on the longest batches "
                    "and report the measured peak (GPU: CUDA reserved; CPU: process RSS)")
-    e.add_argument("--probe-steps", type=int, default=2, metavar="N", help=argparse.SUPPRESS)
+    e.add_argument("--probe-steps", type=positive_int, default=2, metavar="N", help=argparse.SUPPRESS)
     e.add_argument("--json", action="store_true", help="machine-readable output (schema ftwizard.estimate/1)")
     e.set_defaults(handler=cmd_estimate)
 

@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=["full", "lora", "qlora"])
     p.add_argument("--model", help="base model: 'embedded', a local folder, or a hub id")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--json", action="store_true", help="print {\"wrote\": PATH} (failures: {\"error\", \"where\", \"fix\"})")
     p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("train", help="train from a config (foreground with progress, or --detach)")
@@ -94,10 +95,23 @@ def cmd_init(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
         raise UserError(f"{out} already exists", fix="choose another -o path, or pass --force to replace it")
+    for opt, given in (("--train", args.train), ("--eval", args.eval)):  # a config naming no file trains nothing
+        if given:
+            from ftwizard.data.loading import check_readable
+
+            try:
+                check_readable(Path(given))
+            except UserError as e:
+                raise UserError(f"{opt}: {e.what}", where=e.where, fix=e.fix) from None
     # the one default (shared with the wizard): the tuned sample task unless a training file is given
     cfg = starting_config(Path(args.train).resolve() if args.train else None,
                           Path(args.eval).resolve() if args.eval else None, method=args.method, base=args.model)
     atomic_write_text(out, commented_yaml(cfg))
+    if args.json:
+        import json
+
+        print(json.dumps({"wrote": str(out)}))
+        return 0
     print(f"wrote {out}")
     print(f"  check it:  ftwizard train {out} --max-steps 5     (a pilot run)")
     print(f"  train it:  ftwizard train {out} --detach")

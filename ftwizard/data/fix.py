@@ -67,7 +67,7 @@ def _check_output(src: Path, out: Path, force: bool) -> None:
         raise UserError("the output must be a .jsonl file", where=str(out), fix="name the output something.jsonl", code=2)
     if out.resolve() == src.resolve() or (out.exists() and os.path.samefile(out, src)):
         raise UserError("the output would overwrite the input file", where=str(out),
-                        fix="write to a new file; ftwizard never modifies your data in place", code=2)
+                        fix="write to a new file; ftwizard never modifies your data in place")
     if out.exists() and not force:
         raise UserError("the output file already exists", where=str(out), fix="choose another name, or pass --force to replace it")
     if out.exists() and out.is_dir():

@@ -33,9 +33,9 @@ def find_record(path: Path, row: int) -> Record:
         if rec.row == row:
             return rec
         if rec.row > row:
-            raise UserError(f"line {row} is blank", where=str(path), fix=f"try row {rec.row}", code=2)
+            raise UserError(f"line {row} is blank", where=f"{path}:{row}", fix=f"try row {rec.row}")
         last = rec.row
-    raise UserError(f"there is no row {row}", where=str(path), fix=f"the last row is {last}", code=2)
+    raise UserError(f"there is no row {row}", where=str(path), fix=f"the last row is {last}" if last else "the file has no rows")
 
 
 def render_text_row(tokenizer, text: str) -> Rendered:
