@@ -131,13 +131,14 @@ async def test_hyperparameters_validate_warn_and_save(cwd_tmp):
         assert "optimizer steps" in plan
         lr = step.query_one("#field-training-learning_rate").query_one(Input)
         await tab_to(pilot, lr)
+        before = app.state.config.training.learning_rate
         await pilot.press("end", "ctrl+u", *"abc")
         await pilot.pause()
-        note = step.query_one("#field-training-learning_rate").query_one(".field-note", Static)
-        assert "valid number" in text_of(note) and app.state.config.training.learning_rate == 2e-4
-        await pilot.press("end", "ctrl+u", *"5e-4")
+        note = step.query_one("#note-training-learning_rate", Static)
+        assert "valid number" in text_of(note) and app.state.config.training.learning_rate == before
+        await pilot.press("end", "ctrl+u", *"5e-3")
         await pilot.pause()
-        assert app.state.config.training.learning_rate == 5e-4
+        assert app.state.config.training.learning_rate == 5e-3
         assert "2e-4" in text_of(note)                      # guardrail from the guidance
         await pilot.press("ctrl+l")                         # pilot run: caps max_steps
         await pilot.pause()
@@ -149,7 +150,7 @@ async def test_hyperparameters_validate_warn_and_save(cwd_tmp):
         await pilot.press("end", "ctrl+u", *"out.yaml", "enter")
         await pilot.pause()
     saved = load_config(cwd_tmp / "out.yaml")
-    assert saved.training.learning_rate == 5e-4
+    assert saved.training.learning_rate == 5e-3
     assert saved.training.max_steps == app.state.config.training.max_steps
     assert "# LoRA 1e-4 to 2e-4" in (cwd_tmp / "out.yaml").read_text()  # commented YAML
 

@@ -17,10 +17,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Input, Label, Select, Static
 
 from ftwizard import advice
 from ftwizard.config import DataSection, LoraSection, ModelSection, TrainingSection
+from ftwizard.tui.widgets.toggle import Toggle
 from ftwizard.tui.workers import ReportsWorkerErrors
 
 # (section attribute, model, fields shown; None = all). Data paths are here too so the
@@ -63,55 +64,69 @@ def _parse(path: str, text: str, annotation):
     return text
 
 
-class FieldRow(Vertical):
-    """One config field: name, editor, explanation, and a line for its warning or error."""
+def plain_description(text: str) -> str:
+    """A field's description for the screen: the source note "(guidance)" is said once, in the help line."""
+    for suffix in (" (guidance).", "; guidance).", " (guidance)"):
+        if text.endswith(suffix):
+            return text[: -len(suffix)] + (")." if suffix == "; guidance)." else ".")
+    return text
+
+
+class FieldRow(Horizontal):
+    """One config field: its name and editor on one line. Its note (warning or error) is the Static just below
+    it (`self.note`), and its description shows in the step's help line while it has focus.
+
+    Kept to three widgets: the form has ~35 of these and every widget costs layout time on each key."""
 
     DEFAULT_CSS = """
-    FieldRow { height: auto; margin-bottom: 1; }
-    FieldRow Horizontal { height: auto; }
-    FieldRow .field-name { width: 20; padding: 0 1 0 0; }
+    FieldRow { height: auto; }
+    FieldRow .field-name { width: 24; padding: 0 1 0 0; }
     FieldRow Input, FieldRow Select { width: 1fr; max-width: 48; }
-    FieldRow Switch { width: 8; height: 1; border: none; padding: 0; }
-    FieldRow Switch:focus { border: none; background-tint: $foreground 10%; }
-    FieldRow .field-help { color: $text-muted; padding-left: 20; }
-    FieldRow .field-note { color: $warning; padding-left: 20; display: none; }
-    FieldRow .field-note.-shown { display: block; }
-    FieldRow .field-note.-error { color: $error; }
+    .field-note { color: $warning; padding-left: 24; display: none; height: auto; }
+    .field-note.-shown { display: block; }
+    .field-note.-error { color: $error; text-style: bold; }
     """
 
     def __init__(self, path: str, annotation, value, description: str, default):
         super().__init__(id="field-" + path.replace(".", "-"))
         self.path, self.annotation, self.value = path, annotation, value
-        self.description = description
+        self.description = plain_description(description)
         self.default = default
+        self.note = Static(classes="field-note", id="note-" + path.replace(".", "-"))
+        self._note: tuple[str | None, bool] = (None, False)
 
     def compose(self) -> ComposeResult:
         name = self.path.split(".", 1)[1]
-        with Horizontal():
-            yield Label(name, classes="field-name")
-            choices = _literal_choices(self.annotation)
-            if _is_bool(self.annotation):
-                yield Switch(value=bool(self.value), id="editor")
-            elif choices:
-                yield Select([(c, c) for c in choices], value=str(self.value), allow_blank=False, id="editor",
-                             compact=True)
-            else:
-                yield Input(_as_text(self.value), id="editor", placeholder="(none)",
-                            compact=True)
+        yield Label(name, classes="field-name")
+        choices = _literal_choices(self.annotation)
+        if _is_bool(self.annotation):
+            yield Toggle(value=bool(self.value), id="editor")
+        elif choices:
+            yield Select([(c, c) for c in choices], value=str(self.value), allow_blank=False, id="editor",
+                         compact=True)
+        else:
+            yield Input(_as_text(self.value), id="editor", placeholder="(none)", compact=True)
+
+    def help_text(self) -> Text:
         default = "" if self.default is None or repr(self.default).startswith("PydanticUndefined") else (
             f" [default {_as_text(self.default)}]")
-        yield Static(Text(self.description + default), classes="field-help")
-        yield Static(classes="field-note")
+        return Text.assemble((self.path.split(".", 1)[1] + ": ", "bold"), self.description, (default, "dim"))
 
     def on_mount(self) -> None:
         for inp in self.query(Input):
             inp.cursor_blink = self.app.blink
 
+    @property
+    def has_error(self) -> bool:
+        return self._note[1]
+
     def set_note(self, text: str | None, error: bool = False) -> None:
-        note = self.query_one(".field-note", Static)
-        note.update(("x " if error else "! ") + text if text else "")
-        note.set_class(bool(text), "-shown")
-        note.set_class(error, "-error")
+        if self._note == (text, error):
+            return  # unchanged: no repaint, no layout (this runs for every row on every edit)
+        self._note = (text, error)
+        self.note.update(("x " if error else "! ") + text if text else "")
+        self.note.set_class(bool(text), "-shown")
+        self.note.set_class(error, "-error")
 
 
 class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
@@ -126,10 +141,11 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
     def compose(self) -> ComposeResult:
         with Horizontal(id="pilot-row"):
             yield Label("Pilot run", classes="field-name")
-            yield Switch(value=self.app.state.pilot, id="pilot")
+            yield Toggle(value=self.app.state.pilot, on="on", off="off", id="pilot")
             yield Static(Text("a few hundred examples, one pass: catches format bugs and bad learning rates "
                               "in minutes (Ctrl+L)", style="dim"), id="pilot-help")
         yield Static(id="plan", classes="panel")
+        yield Static(id="field-help")
         cfg = self.app.state.config
         for title, attr, model, names in GROUPS:
             yield Static(Text(title, style="bold underline"), classes="group-title")
@@ -137,16 +153,32 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             for name, field in model.model_fields.items():
                 if names is not None and name not in names:
                     continue
-                yield FieldRow(f"{attr}.{name}", field.annotation, getattr(section, name),
+                row = FieldRow(f"{attr}.{name}", field.annotation, getattr(section, name),
                                field.description or "", field.default)
+                yield row
+                yield row.note
 
     def on_mount(self) -> None:
-        self.query_one("#pilot", Switch).focus()
+        self.query_one("#pilot", Toggle).focus()
+        self._show_help(None)
         self._count_rows()
         self.update_notes()
 
+    def on_descendant_focus(self, event) -> None:
+        row = next((a for a in (self.app.focused.ancestors_with_self if self.app.focused else [])
+                    if isinstance(a, FieldRow)), None)
+        self._show_help(row)
+
+    def _show_help(self, row: "FieldRow | None") -> None:
+        if row is None:
+            text = Text("Tab moves between fields; each field's meaning shows here. Ranges follow the guidance "
+                        "(GUIDANCE.md).", style="dim")
+        else:
+            text = row.help_text()
+        self.query_one("#field-help", Static).update(text)
+
     def focus_first(self) -> None:
-        self.query_one("#pilot", Switch).focus()
+        self.query_one("#pilot", Toggle).focus()
 
     @work(thread=True, exclusive=True, group="count", exit_on_error=False)
     def _count_rows(self) -> None:
@@ -179,7 +211,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             return
         section, name = row.path.split(".", 1)
         current = getattr(getattr(self.app.state.config, section), name)
-        if event.value == _as_text(current) and not row.query_one(".field-note").has_class("-error"):
+        if event.value == _as_text(current) and not row.has_error:
             return  # mounting, or an edit back to the same value
         self._assign(row, _parse(row.path, event.value, row.annotation))
 
@@ -189,19 +221,19 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
         if row is not None and event.value is not Select.NULL:
             self._assign(row, event.value)
 
-    @on(Switch.Changed)
-    def _switch_changed(self, event: Switch.Changed) -> None:
-        if event.switch.id == "pilot":
+    @on(Toggle.Changed)
+    def _switch_changed(self, event: Toggle.Changed) -> None:
+        if event.toggle.id == "pilot":
             self.app.state.set_pilot(event.value, self.rows)
             self._sync_editor("training.max_steps")
             self.update_notes()
             return
-        row = next((a for a in event.switch.ancestors if isinstance(a, FieldRow)), None)
+        row = next((a for a in event.toggle.ancestors if isinstance(a, FieldRow)), None)
         if row is not None:
             self._assign(row, event.value)
 
     def action_toggle_pilot(self) -> None:
-        sw = self.query_one("#pilot", Switch)
+        sw = self.query_one("#pilot", Toggle)
         sw.value = not sw.value
 
     def _sync_editor(self, path: str) -> None:
@@ -216,8 +248,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
         cfg = self.app.state.config
         warnings = advice.hyperparameter_warnings(cfg, self.rows)
         for row in self.query(FieldRow):
-            note = row.query_one(".field-note", Static)
-            if note.has_class("-error"):
+            if row.has_error:
                 continue
             row.set_note(warnings.get(row.path))
         self.query_one("#plan", Static).update(self._plan_text())
@@ -247,15 +278,15 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             value = getattr(getattr(self.app.state.config, section), name)
             editor = row.query_one("#editor")
             if isinstance(editor, Input):
-                if editor.value != _as_text(value) and not row.query_one(".field-note").has_class("-error"):
+                if editor.value != _as_text(value) and not row.has_error:
                     with editor.prevent(Input.Changed):
                         editor.value = _as_text(value)
             elif isinstance(editor, Select):
                 if editor.value != str(value):
                     with editor.prevent(Select.Changed):
                         editor.value = str(value)
-            elif isinstance(editor, Switch) and editor.value != bool(value):
-                with editor.prevent(Switch.Changed):
+            elif isinstance(editor, Toggle) and editor.value != bool(value):
+                with editor.prevent(Toggle.Changed):
                     editor.value = bool(value)
         self.update_notes()
 
