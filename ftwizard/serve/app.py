@@ -103,6 +103,8 @@ def build_app(model, token: str | None = None, on_ready=None, log=None) -> Starl
         def run():
             try:
                 ans = model.answer(mid, req, lambda t: loop.call_soon_threadsafe(queue.put_nowait, t), cancel)
+                if ans.finish == "cancelled":  # the client hung up: nobody reads the queue any more
+                    _log_answer(mid, ans)
                 loop.call_soon_threadsafe(queue.put_nowait, (done, ans))
             except BaseException as e:  # noqa: BLE001 - handed to the event loop, reported there
                 loop.call_soon_threadsafe(queue.put_nowait, (done, e))
