@@ -52,7 +52,7 @@ def unit_fraction(text: str) -> float:
     """A share in (0, 1], such as an assumed utilisation."""
     v = _number(text, float)
     if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {v:g}")
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (0 excluded), got {v:g}")
     return v
 
 

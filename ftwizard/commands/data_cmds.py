@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=["messages"], help="convert every row to OpenAI messages")
     p.add_argument("--system-prompt", metavar="TEXT", help="with --to messages: add this system prompt to rows without one")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="write nothing: show each change (before -> after) and the counts per rule")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_fix)
 
@@ -151,13 +153,46 @@ def cmd_fix(args) -> int:
     from ftwizard.data.fix import fix_file
 
     rep = fix_file(args.file, args.output, dedup=args.dedup, drop_invalid=args.drop_invalid, redact_pii=args.redact_pii,
-                   to_messages=args.to == "messages", force=args.force, system_prompt=args.system_prompt)
+                   to_messages=args.to == "messages", force=args.force, system_prompt=args.system_prompt,
+                   dry_run=args.dry_run)
     if args.json:
-        _print_json({"output": args.output, "report": rep.report_path, "rows_in": rep.rows_in,
-                     "rows_out": rep.rows_out["output"], "dropped": len(rep.dropped), "changed": len(rep.changed)})
+        _print_json({"output": None if args.dry_run else args.output, "dry_run": args.dry_run,
+                     "report": rep.report_path, "rows_in": rep.rows_in,
+                     "rows_out": rep.rows_out["output"], "dropped": len(rep.dropped), "changed": len(rep.changed),
+                     "counts": dict(sorted(rep.counts.items())), "diffs": rep.diffs if args.dry_run else None})
+        return 0
+    if args.dry_run:
+        _show_dry_run(rep)
         return 0
     _summarise_fix(rep, "output")
     return 0
+
+
+def _show_dry_run(rep, shown: int = 20) -> None:
+    """What a fix would change, row by row (before -> after), then the counts per rule."""
+    from rich.markup import escape
+
+    from ftwizard.data.loading import snippet
+
+    c = _console()
+    c.print(f"dry run: nothing written; {rep.rows_in:,} rows in, {rep.rows_out['output']:,} would be written")
+    for d in rep.dropped[:shown]:
+        c.print(f"  row {d['row']}: drop ({escape(d['reason'])})")
+    for d in rep.diffs[:shown]:
+        c.print(f"  row {d['row']} {escape(d['field'])}:")
+        c.print(f"    - {escape(snippet(d['before'], width=120))}", style="red")
+        c.print(f"    + {escape(snippet(d['after'], width=120))}", style="green")
+    more = max(0, len(rep.diffs) - shown) + max(0, len(rep.dropped) - shown)
+    if more:
+        c.print(f"  ... and {more:,} more (--json lists them)")
+    _print_counts(rep)
+
+
+def _print_counts(rep) -> None:
+    if rep.counts:
+        _console().print("per rule: " + ", ".join(f"{k} {n:,}" for k, n in sorted(rep.counts.items())))
+    else:
+        _console().print("per rule: nothing to change")
 
 
 def _summarise_fix(rep, *sides: str) -> None:
@@ -171,6 +206,8 @@ def _summarise_fix(rep, *sides: str) -> None:
         c.print(f"dropped {len(rep.dropped):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
     if rep.changed:
         c.print(f"changed {len(rep.changed):,} row(s)")
+    if rep.counts:
+        _print_counts(rep)
     c.print(f"report (every output row mapped to its input row): {rep.report_path}", style="dim")
 
 

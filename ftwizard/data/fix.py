@@ -44,12 +44,16 @@ class FixReport:
     map: dict[str, list[int]] = field(default_factory=dict)  # output name -> input row of each output row
     options: dict[str, Any] = field(default_factory=dict)
     report_path: str | None = None
+    counts: Counter = field(default_factory=Counter)  # per rule: redact.phone, drop.duplicate, convert.messages...
+    diffs: list[dict[str, Any]] = field(default_factory=list)  # row, field, before, after (redactions)
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": 1, "source": self.source, "source_sha256": self.source_sha256, "options": self.options,
             "outputs": self.outputs, "rows_in": self.rows_in, "rows_out": self.rows_out,
             "dropped_count": len(self.dropped), "changed_count": len(self.changed),
+            "counts": dict(sorted(self.counts.items())), "diffs": self.diffs,
             "dropped": self.dropped, "changed": self.changed, "map": self.map,
         }
 
@@ -103,18 +107,28 @@ def _invalid_error(src: Path, invalid: list[tuple[int, str]], total: int) -> Use
     )
 
 
-def _redact_value(value: Any, changes: Counter) -> Any:
+def _redact_value(value: Any, changes: Counter, diffs: list | None = None, where: str = "") -> Any:
+    """`value` with PII redacted; counts kinds in `changes` and notes (field, before, after) in `diffs`."""
     from ftwizard.data.pii import redact
 
     if isinstance(value, str):
         new, kinds = redact(value)
         changes.update(kinds)
+        if kinds and diffs is not None:
+            diffs.append({"field": where or "(row)", "before": value, "after": new, "kinds": kinds})
         return new
     if isinstance(value, list):
-        return [_redact_value(v, changes) for v in value]
+        return [_redact_value(v, changes, diffs, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _redact_value(v, changes) for k, v in value.items()}
+        return {k: _redact_value(v, changes, diffs, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     return value
+
+
+class _Discard:
+    """A write sink for dry runs: the same code path as a real fix, nothing written."""
+
+    def write(self, b: bytes) -> int:
+        return len(b)
 
 
 def _text_for_dedup(rec: Record, messages) -> tuple[bytes, str]:
@@ -126,12 +140,17 @@ def _text_for_dedup(rec: Record, messages) -> tuple[bytes, str]:
 
 def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop_invalid: bool = False,
              redact_pii: bool = False, to_messages: bool = False, force: bool = False,
-             system_prompt: str | None = None, near_threshold: float = DEFAULT_THRESHOLD) -> FixReport:
-    """Write a fixed copy of `src` to `out` (JSONL) and a report beside it (`out` + .report.json)."""
+             system_prompt: str | None = None, near_threshold: float = DEFAULT_THRESHOLD,
+             dry_run: bool = False) -> FixReport:
+    """Write a fixed copy of `src` to `out` (JSONL) and a report beside it (`out` + .report.json).
+
+    With `dry_run`, everything is decided and counted exactly as for real (per rule in
+    `counts`, each redaction's before/after in `diffs`) and nothing is written.
+    """
     src, out = Path(src), Path(out)
     if dedup not in (None, "exact", "near"):
         raise UserError(f"unknown dedup mode {dedup!r}", fix="use --dedup exact or --dedup near", code=2)
-    _check_output(src, out, force)
+    _check_output(src, out, force or dry_run)
     report_path = out.with_name(out.name + ".report.json")
     digest = sha256_file(src)
 
@@ -177,36 +196,49 @@ def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop
     # pass 2: write
     rep = FixReport(str(src), digest, {"output": str(out)}, rows_in=total, report_path=str(report_path),
                     options={"dedup": dedup, "drop_invalid": drop_invalid, "redact_pii": redact_pii,
-                             "to_messages": to_messages, "system_prompt": system_prompt})
+                             "to_messages": to_messages, "system_prompt": system_prompt}, dry_run=dry_run)
     bad = dict(invalid)
     mapping: list[int] = []
-    with atomic_writer(out) as f:
+    from contextlib import nullcontext
+
+    with (nullcontext(_Discard()) if dry_run else atomic_writer(out)) as f:
         for rec in iter_records(src):
             if rec.row in bad:
                 rep.dropped.append({"row": rec.row, "reason": bad[rec.row]})
+                rep.counts["drop.invalid"] += 1
                 continue
             if rec.row in dup_of:
                 other, sim = dup_of[rec.row]
                 reason = f"exact duplicate of row {other}" if sim is None else f"near-duplicate of row {other} (similarity {sim:.2f})"
                 rep.dropped.append({"row": rec.row, "reason": reason, "duplicate_of": other})
+                rep.counts["drop.dup_exact" if sim is None else "drop.dup_near"] += 1
                 continue
             changes: list[str] = []
             for p in rec.problems:
                 if p.rule == "encoding.invalid_utf8":
                     changes.append("bytes that were not UTF-8 replaced with U+FFFD")
+                    rep.counts["encoding.replace_invalid_utf8"] += 1
                 elif p.rule == "encoding.bom":
                     changes.append("byte order mark removed")
+                    rep.counts["encoding.remove_bom"] += 1
             value = rec.value
             if to_messages:
                 _, messages, fmt = _classify(rec, True, system_prompt)
                 if fmt != "messages" or set(value) != {"messages"} or messages != value["messages"]:
                     changes.append(f"converted from {fmt} to messages")
+                    rep.counts["convert.to_messages"] += 1
                 value = {"messages": messages}
             if redact_pii:
                 kinds: Counter = Counter()
-                value = _redact_value(value, kinds)
+                row_diffs: list = []
+                value = _redact_value(value, kinds, row_diffs)
                 if kinds:
                     changes.append("redacted " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+                    for k, n in kinds.items():
+                        rep.counts[f"redact.{k}"] += n
+                    for d in row_diffs:
+                        if len(rep.diffs) < 1000:
+                            rep.diffs.append({"row": rec.row, **d})
             mapping.append(rec.row)
             if changes:
                 rep.changed.append({"row": rec.row, "out_row": len(mapping), "changes": changes})
@@ -216,7 +248,10 @@ def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop
                 f.write(orjson.dumps(value) + b"\n")
     rep.rows_out = {"output": len(mapping)}
     rep.map = {"output": mapping}
-    _write_report(report_path, rep)
+    if not dry_run:
+        _write_report(report_path, rep)
+    else:
+        rep.report_path = None
     return rep
 
 

@@ -88,6 +88,8 @@ def find_pii(text: str, default_region: str = "US") -> list[PiiMatch]:
         if kind == "number":
             s = s.rstrip(" -.(")
             end = start + len(s)
+            if _arithmetic(text, start, end, s):
+                continue  # "28980 - 18480 = 10500" is a sum, not a phone number
             kind = _classify_number(s, default_region)
             if kind is None:
                 continue
@@ -118,6 +120,22 @@ def redact(text: str) -> tuple[str, list[str]]:
         last = m.end
     parts.append(text[last:])
     return "".join(parts), [m.kind for m in matches]
+
+
+_OPERATORS = "=+*/×÷<>^%"
+_SPACED_OP = re.compile(r"\d\s+[-+]\s+\d")
+
+
+def _arithmetic(text: str, start: int, end: int, s: str) -> bool:
+    """Whether a run of digits is part of a calculation: an operator or '=' right before or after
+    it, or a minus with spaces on both sides inside it (math word problems, GSM8K answers)."""
+    after = text[end:end + 4].lstrip(" ")
+    before = text[max(0, start - 4):start].rstrip(" ")
+    if (after[:1] and after[0] in _OPERATORS) or (before[-1:] and before[-1] in _OPERATORS):
+        return True
+    if after[:1] == "-" and after[1:2] in (" ", "") or before[-1:] == "-" and text[start - 1:start] == " ":
+        return True
+    return bool(_SPACED_OP.search(s))
 
 
 def _classify_number(s: str, region: str) -> str | None:
