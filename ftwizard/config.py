@@ -83,6 +83,24 @@ class TrainingSection(_Section):
     stop_on_divergence: bool = Field(False, description="Stop the run, saving a checkpoint, when the loss diverges (well "
                                      "above where it started, or rising over a window of steps); off: a warning only.")
 
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="Experiment trackers to copy the metrics to (tensorboard, wandb, mlflow, "
+        "trackio); the run folder stays the record. Each needs its package: pip install 'ftwizard[tracking]'.")
+    tracking_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: trackers write only under runs/NAME/tracking/ (no network); online: to the "
+        "tracker's server as its own settings say (wandb login, MLFLOW_TRACKING_URI, TRACKIO_SPACE_ID).")
+
+
+NotifyEvent = Literal["completed", "failed", "divergence", "stopped"]
+
+
+class NotifySection(_Section):
+    url: str | None = Field(
+        None, description="Webhook or ntfy URL the trainer POSTs to when a run ends (env FTWIZARD_NOTIFY_URL also "
+        "works and keeps a secret URL out of this file). Empty: terminal notifications only.")
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["completed", "failed", "divergence", "stopped"],
+        description="Which endings notify: completed, failed, divergence, stopped.")
 
 class EvaluationSection(_Section):
     metric: str | None = Field(None, description="Primary metric for verdicts and the best checkpoint (e.g. "
@@ -105,6 +123,7 @@ class RunConfig(_Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
 
+    notify: NotifySection = Field(default_factory=NotifySection)
     @field_validator("name")
     @classmethod
     def _check_name(cls, n: str | None) -> str | None:

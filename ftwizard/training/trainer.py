@@ -179,7 +179,7 @@ def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: boo
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or 500,
         save_total_limit=t.save_total_limit,
-        report_to="none",
+        **setup_for_trainer(cfg, run.path, run.name),  # trackers: report_to & co; "none" when none (h15)
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=True,
@@ -197,6 +197,8 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     from ftwizard.models.resolve import resolve_base
     from ftwizard.training.callbacks import RunEvents
     from ftwizard.training.dataset import encode_file
+    from ftwizard.tracking import setup_for_trainer
+
 
     from transformers import set_seed
 
