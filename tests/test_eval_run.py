@@ -27,10 +27,13 @@ def test_baseline_then_run_eval_side_by_side(tmp_path, capsys):
 
     # Baseline first: the base model on the held-out file, before any run exists.
     base_only = _eval_json(capsys, str(cfg), *quick)
-    assert [m["id"] for m in base_only["models"]] == ["base"]
+    assert [m["id"] for m in base_only["models"]] == ["base", "base-3shot"]  # k-shot row by default
     assert base_only["task"] == "label" and base_only["best_checkpoint"] is None
     baselines = list((tmp_path / "runs" / ".baselines").glob("*/base.json"))
     assert len(baselines) == 1
+    kshot = json.loads((baselines[0].parent / "base-3shot.json").read_text())
+    assert kshot["probe"] is None and kshot["few_shot"] == 3  # same weights as base: the probe is not re-run
+    assert base_only["models"][1]["metrics"]["probe_score"] == base_only["models"][0]["metrics"]["probe_score"]
 
     assert main(["train", str(cfg), "--name", "tiny"]) == 0
     run = tmp_path / "runs" / "tiny"
@@ -38,18 +41,26 @@ def test_baseline_then_run_eval_side_by_side(tmp_path, capsys):
 
     s = _eval_json(capsys, "tiny", *quick)
     ids = [m["id"] for m in s["models"]]
-    assert ids == ["base", "checkpoint-2", "final"]  # checkpoint-4 is the final weights: scored once
+    assert ids == ["base", "base-3shot", "checkpoint-2", "final"]  # checkpoint-4 is the final weights: scored once
     events = [json.loads(line) for line in (run / "eval" / "events.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "model_skipped" and e["model"] == "base" and "baseline" in e["reason"]
                for e in events)
     by_id = {m["id"]: m["metrics"] for m in s["models"]}
     for mid in ids:
-        assert set(by_id[mid]) >= {"accuracy", "macro_f1", "exact_match", "eval_loss", "perplexity", "probe_score"}
+        assert set(by_id[mid]) >= {"accuracy", "macro_f1", "exact_match", "eval_loss", "perplexity", "probe_score",
+                                   "stop_rate", "loop_rate", "length_ratio"}
+        assert 0 <= by_id[mid]["stop_rate"] <= 1 and by_id[mid]["length_ratio"] > 0
     # The fine-tuned model learned the colour task; the base answers in sentences.
     assert by_id["final"]["accuracy"] > by_id["base"]["accuracy"]
     assert by_id["final"]["eval_loss"] < by_id["base"]["eval_loss"]
     assert s["best_checkpoint"] in ("checkpoint-2", "final")
-    assert s["verdict"]["beats_baseline"] is True
+    # one-word answers learned on 4 rows: the verdict states its margin and interval, whatever it decides
+    v = s["verdict"]
+    assert v["status"] in ("better", "inconclusive") and v["low"] <= v["margin"] <= v["high"] and v["n"] == 4
+    assert f"{v['n']} rows" in v["text"]
+    final_rows = json.loads((run / "eval" / "final.json").read_text())
+    assert len(final_rows["rows"]["loss"]) == 4 and all(st in (True, False) for st in
+                                                        (x["stopped"] for x in final_rows["samples"]))
     assert len(s["samples"]) == 4 and all(x["tuned"] is not None for x in s["samples"])
     final = json.loads((run / "eval" / "final.json").read_text())
     assert final["probe"]["probe_score"] == by_id["final"]["probe_score"] and len(final["probe"]["outputs"]) == 8
@@ -75,3 +86,6 @@ def test_eval_errors_are_clear(tmp_path, capsys):
     assert "held-out file is the training file" in capsys.readouterr().err
     assert main(["eval", str(cfg), "--eval-file", str(tmp_path / "missing.jsonl")]) == 1
     assert "held-out file not found" in capsys.readouterr().err
+    assert main(["eval", str(cfg), "--metric", "bleu", "--runs-dir", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "metric 'bleu' does not apply to this label task" in err and "accuracy, macro_f1" in err

@@ -24,8 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "lowest logged eval loss and final, or final only")
     p.add_argument("--max-samples", type=positive_int, help="evaluate the first N held-out rows only")
     p.add_argument("--baseline-only", action="store_true", help="score the base model only (before training)")
-    p.add_argument("--few-shot", type=nonneg_int, default=0, metavar="K",
-                   help="also score the base model with K training rows as examples in the prompt")
+    p.add_argument("--few-shot", type=nonneg_int, default=None, metavar="K",
+                   help="also score the base model with K training rows as examples in the prompt (default: "
+                        "evaluation.few_shot, 3; 0 leaves the k-shot row out)")
+    p.add_argument("--metric", metavar="NAME", help="primary metric for the verdict and the best checkpoint "
+                   "(default: from the task: answer_accuracy for math, field_score for JSON, macro_f1 for labels, "
+                   "rouge_l for text; or a JSON field name, exact_match, eval_loss, your evaluation.scorer)")
     p.add_argument("--no-probe", action="store_true", help="skip the regression probe")
     p.add_argument("--probe-size", type=positive_int, metavar="N", help="use N of the probe prompts, spread over its "
                    "categories (quicker, coarser)")
@@ -47,7 +51,7 @@ def cmd_eval(args) -> int:
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     cfg, run = launch.resolve_target(args.run, runs_dir)
-    if args.few_shot < 0:
+    if args.few_shot is not None and args.few_shot < 0:
         raise UserError("--few-shot must be 0 or more")
     eval_file = Path(args.eval_file).resolve() if args.eval_file else None
     spec_eval = eval_file or cfg.data.eval
@@ -62,7 +66,7 @@ def cmd_eval(args) -> int:
     models = launch.plan_models(cfg, run, args.checkpoints, args.baseline_only or run is None, args.few_shot)
     spec = launch.make_spec(cfg, models, run=run, eval_file=eval_file, max_samples=args.max_samples,
                             batch_size=args.batch_size, probe=not args.no_probe, baseline_dir=baseline_dir,
-                            probe_size=args.probe_size)
+                            probe_size=args.probe_size, metric=args.metric, config_dir=_config_dir(args.run, cfg))
     if args.redo:
         for m in models:
             (eval_dir / f"{m['id']}.json").unlink(missing_ok=True)
@@ -87,18 +91,33 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _config_dir(target: str, cfg):
+    """Where a custom scorer module is looked for: beside the config YAML, or beside a run's training file."""
+    from pathlib import Path
+
+    p = Path(target)
+    if p.is_file() and p.suffix.lower() in (".yaml", ".yml"):
+        return p.resolve().parent
+    return Path(cfg.data.train).resolve().parent if cfg.data.train else None
+
+
 def follow_eval(eval_dir, proc, quiet: bool = False) -> int:
     """Print progress lines from the eval's events until the process ends; Ctrl-C stops it."""
-    from ftwizard.evaluation.launch import describe_event
+    from ftwizard.evaluation.launch import EvalProgress, describe_event, fmt_duration
     from ftwizard.rundir import EventReader
 
     reader = EventReader(eval_dir / "events.jsonl")
     reader.read_new()  # earlier evaluations' events are history
     last_line = ""
+    progress = EvalProgress()
     try:
         while True:
             for e in reader.read_new():
+                progress.feed(e)
                 line = describe_event(e)
+                eta = progress.eta_s(e.get("time")) if e.get("event") == "progress" else None
+                if line and eta is not None:
+                    line += f" (about {fmt_duration(eta)} left)"
                 if line and not quiet and line != last_line:
                     print(line, file=sys.stderr, flush=True)
                     last_line = line

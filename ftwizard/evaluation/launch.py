@@ -62,9 +62,12 @@ def best_checkpoint_by_loss(run: RunDir, steps: list[int]) -> int | None:
 
 
 def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", baseline_only: bool = False,
-                few_shot: int = 0) -> list[dict[str, Any]]:
-    """The models to evaluate, in table order: base (and few-shot base), checkpoints, final."""
+                few_shot: int | None = None) -> list[dict[str, Any]]:
+    """The models to evaluate, in table order: base, base + k-shot (evaluation.few_shot by default, when the
+    training file exists: the guidance compares a fine-tune with the base's best prompt), checkpoints, final."""
     models: list[dict[str, Any]] = [{"id": "base", "label": "base", "kind": "base", "path": None, "step": 0}]
+    if few_shot is None:
+        few_shot = cfg.evaluation.few_shot if cfg.data.train and Path(cfg.data.train).is_file() else 0
     if few_shot:
         models.append({"id": f"base-{few_shot}shot", "label": f"base {few_shot}-shot", "kind": "base", "path": None,
                        "step": 0, "few_shot": few_shot})
@@ -93,7 +96,10 @@ def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", ba
 
 def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | None, eval_file: Path | None,
               max_samples: int | None, batch_size: int | None, probe: bool = True,
-              baseline_dir: Path | None = None, probe_size: int | None = None) -> dict[str, Any]:
+              baseline_dir: Path | None = None, probe_size: int | None = None, metric: str | None = None,
+              config_dir: Path | None = None) -> dict[str, Any]:
+    """The worker's instructions. The task (math, json, label, text) is fixed here from the held-out
+    references and data.task_type, so a wrong --metric or scorer is refused before any model loads."""
     eval_path = Path(eval_file) if eval_file else cfg.data.eval
     if eval_path is None:
         raise UserError("there is no held-out file to evaluate on", where="data.eval",
@@ -106,6 +112,23 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
                         where=str(eval_path), fix="evaluate on rows never trained on (`ftwizard data split`)")
     if max_samples is not None and max_samples < 1:
         raise UserError("--max-samples must be at least 1")
+    from ftwizard.evaluation import metrics as M
+    from ftwizard.evaluation.samples import load_samples
+
+    refs = [s.reference for s in load_samples(eval_path, cfg.data.format, cfg.data.system_prompt, max_samples)]
+    task = M.detect_task(refs, cfg.data.task_type)
+    scorer = cfg.evaluation.scorer
+    scorer_name = scorer.split(":")[1] if scorer else None
+    metric = metric or cfg.evaluation.metric or (f"custom:{scorer_name}" if scorer_name else None)
+    if metric:
+        choices = M.metric_choices(task, refs, scorer_name)
+        if metric not in choices and f"field:{metric}" in choices:
+            metric = f"field:{metric}"
+        if metric not in choices and f"custom:{metric}" in choices:
+            metric = f"custom:{metric}"
+        if metric not in choices:
+            raise UserError(f"metric {metric!r} does not apply to this {task} task", where="--metric / evaluation.metric",
+                            fix="choose one of: " + ", ".join(choices))
     return {
         "version": SPEC_VERSION,
         "run": str(run.path) if run else None,
@@ -123,6 +146,12 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
         "probe": probe,
         "probe_size": probe_size,
         "baseline_dir": str(baseline_dir) if baseline_dir else None,
+        "task": task,
+        "task_type": cfg.data.task_type,
+        "metric": metric,
+        "scorer": scorer,
+        "config_dir": str(config_dir) if config_dir else (str(Path(cfg.data.train).resolve().parent)
+                                                         if cfg.data.train else None),
         "models": models,
     }
 
@@ -194,3 +223,89 @@ def describe_event(e: dict) -> str | None:
     if ev == "failed":
         return f"  failed: {e.get('message')}"
     return None
+
+
+class EvalProgress:
+    """Progress and an ETA from the eval's events, for the CLI's lines and the wizard's header.
+
+    Each model runs phases (generate, loss, probe); the current phase's remaining work is
+    estimated from its own pace, and each model still to come from the mean time of the
+    models finished in this evaluation (or, before any finished, from the current one's
+    pace so far). Good to a factor, which is what a person deciding to wait needs.
+    """
+
+    def __init__(self) -> None:
+        self.models: list[str] = []
+        self.finished: list[float] = []     # seconds per model evaluated (not kept) here
+        self.skipped: set[str] = set()
+        self.current: str | None = None
+        self.model_t0: float | None = None
+        self.phase: str | None = None
+        self.phase_t0: float | None = None
+        self.done = self.total = 0
+        self.last_time: float | None = None
+
+    def feed(self, e: dict) -> None:
+        ev, t = e.get("event"), e.get("time")
+        self.last_time = t or self.last_time
+        if ev == "plan":
+            self.models = list(e.get("models") or [])
+        elif ev == "model_skipped":
+            self.skipped.add(e.get("model"))
+        elif ev == "model_start":
+            self.current, self.model_t0, self.phase, self.done, self.total = e.get("model"), t, None, 0, 0
+        elif ev == "progress":
+            if e.get("phase") != self.phase:
+                self.phase, self.phase_t0 = e.get("phase"), t
+                self._phase_first = (e.get("done", 0), t)
+            self.done, self.total = e.get("done", 0), e.get("total", 0)
+        elif ev == "model_done":
+            if self.model_t0 is not None and t is not None:
+                self.finished.append(t - self.model_t0)
+            self.current = None
+
+    def remaining_models(self) -> int:
+        left = [m for m in self.models if m not in self.skipped]
+        return max(0, len(left) - len(self.finished) - (1 if self.current else 0))
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        import time as _time
+
+        now = now or _time.time()
+        if self.current is None or self.model_t0 is None:
+            return None
+        phase_left = None
+        first = getattr(self, "_phase_first", None)
+        if self.total and first and self.done > first[0] and first[1] is not None:
+            rate = (now - first[1]) / (self.done - first[0])
+            phase_left = rate * (self.total - self.done)
+        per_model = sum(self.finished) / len(self.finished) if self.finished else None
+        if per_model is None:
+            if phase_left is None:
+                return None
+            per_model = (now - self.model_t0) + phase_left  # a floor: later phases are not counted yet
+        current_left = phase_left if phase_left is not None else max(0.0, per_model - (now - self.model_t0))
+        return current_left + per_model * self.remaining_models()
+
+    def line(self, now: float | None = None) -> str:
+        if self.current is None:
+            return ""
+        step = f"{self.current}: {self.phase or 'loading'}"
+        if self.total:
+            step += f" {self.done}/{self.total}"
+        n_models = len([m for m in self.models if m not in self.skipped])
+        pos = len(self.finished) + 1
+        if n_models:
+            step += f" (model {min(pos, n_models)} of {n_models})"
+        eta = self.eta_s(now)
+        if eta is not None:
+            step += f", about {fmt_duration(eta)} left"
+        return step
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

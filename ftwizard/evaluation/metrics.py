@@ -552,10 +552,12 @@ def sample_correct(task: str, prediction: str, reference: str) -> bool:
     return normalise(prediction) == normalise(reference)
 
 
-def available_metrics(task: str) -> list[str]:
-    """Names `--metric` may pick for a task (fields and custom scorers are added when known)."""
-    return TASK_METRICS[task] + ["exact_match"] + (["accuracy"] if task == "label" else []) + \
-        (["chrf"] if task in ("text",) else [])
+def metric_choices(task: str, references: list[str], scorer_name: str | None = None) -> list[str]:
+    """Names `--metric` / evaluation.metric may pick: those with per-row values (so verdicts get intervals)."""
+    per_task = {"math": ["answer_accuracy", "answer_marked", "rouge_l"],
+                "json": ["field_score", "json_parse_rate"] + [f"field:{k}" for k in field_kinds(references)],
+                "label": ["accuracy", "macro_f1"], "text": ["rouge_l"]}[task]
+    return per_task + ["exact_match", "eval_loss"] + ([f"custom:{scorer_name}"] if scorer_name else [])
 
 
 def _same_length(predictions: list, references: list) -> None:

@@ -85,7 +85,7 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
     task = spec.get("task") or M.detect_task(refs, spec.get("task_type"))
     scorer = M.load_scorer(spec["scorer"], spec.get("config_dir")) if spec.get("scorer") else None
     probe_items = probe_subset(load_probe(), spec.get("probe_size")) if spec.get("probe", True) else []
-    models = spec["models"]
+    models = [m for m in spec["models"] if not m.get("few_shot") or _shots_ok(spec, m, writer)]
     writer.write("eval", event="plan", task=task, samples=len(samples), models=[m["id"] for m in models],
                  eval_file=str(eval_path))
 
@@ -118,6 +118,22 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
     summary = build_summary(eval_dir, [m["id"] for m in models], primary=spec.get("metric"))
     write_summary(eval_dir, summary)
     return summary
+
+
+def _shots_ok(spec: dict[str, Any], model: dict[str, Any], writer: EventWriter) -> bool:
+    """A k-shot row needs k chat rows in the training file; otherwise it is left out, with an event saying why."""
+    from ftwizard.errors import UserError
+
+    try:
+        n = len(few_shot_examples(spec, model["few_shot"]))
+    except UserError as e:
+        n, why = 0, e.what
+    else:
+        why = f"the training file has {n} usable rows, fewer than {model['few_shot']}"
+    if n >= model["few_shot"]:
+        return True
+    writer.write("eval", event="model_skipped", model=model["id"], reason=f"no k-shot prompt: {why}")
+    return False
 
 
 def _baseline_copy(spec: dict[str, Any], model: dict[str, Any], key: str, out: Path) -> str | None:

@@ -33,9 +33,8 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
     EvaluateStep #eval-sample { border: round $primary 50%; padding: 0 1; height: auto; }
     """
     BINDINGS = [
-        Binding("e", "evaluate", "Evaluate run"),
-        Binding("b", "baseline", "Baseline (base only)"),
-        Binding("f", "baseline(3)", "Baseline + 3-shot"),
+        Binding("e", "evaluate", "Evaluate"),
+        Binding("b", "baseline", "Baseline"),
         Binding("r", "next_run", "Other run"),
         Binding("pageup", "sample(-1)", "Prev sample"),
         Binding("pagedown", "sample(1)", "Next sample"),
@@ -48,7 +47,7 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
         self.eval_dir: Path | None = None
         self.summary: dict | None = None
         self.sample = 0
-        self.progress = ""
+        self.progress = launch.EvalProgress()
         self.reader: EventReader | None = None
         self.run_index = 0
 
@@ -108,7 +107,7 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
                 self.reader.read_new()
             self.summary = None
             self.sample = 0
-            self.progress = ""
+            self.progress = launch.EvalProgress()
         self.poll()
 
     # ---- polling the eval folder ------------------------------------------------------
@@ -118,10 +117,9 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
             return
         if self.reader is not None:
             for e in self.reader.read_new():
-                if e.get("event") == "progress":
-                    self.progress = f"{e['model']}: {e['phase']} {e['done']}/{e['total']}"
-                else:
-                    self.progress = launch.describe_event(e) or self.progress
+                if e.get("event") in ("plan", "start"):
+                    self.progress = launch.EvalProgress()
+                self.progress.feed(e)
         summary = read_summary(self.eval_dir)
         if summary is not None and summary != self.summary:
             self.summary = summary
@@ -135,14 +133,14 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
             head.append(f" ({self.run.status().get('state')})  ", style="dim")
         else:
             head.append("no run yet: ", style="bold")
-            head.append("press b to score the base model on the held-out file first (the baseline; f adds a "
-                        "3-shot prompt built from training rows).  ", style="")
+            head.append("press b to score the base model on the held-out file first (the baseline, with and "
+                        "without a k-shot prompt from training rows).  ", style="")
         if not cfg.data.eval:
             head.append("\nx no held-out file (data.eval): set one on the Data step (Ctrl+X splits)", style="bold red")
         st = launch.read_eval_status(self.eval_dir) if self.eval_dir else {"state": "none"}
         state = st.get("state")
         if state in ("starting", "running"):
-            head.append(f"evaluating... {self.progress}", style="yellow")
+            head.append(f"evaluating... {self.progress.line() or 'loading the model'}", style="yellow")
         elif state == "failed" or state == "died":
             head.append(f"evaluation {state}: {st.get('message')}", style="bold red")
         elif self.summary is None:
@@ -171,11 +169,11 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
             return
         self._start(baseline_only=False)
 
-    def action_baseline(self, few_shot: int = 0) -> None:
-        self._start(baseline_only=True, few_shot=few_shot)
+    def action_baseline(self) -> None:
+        self._start(baseline_only=True)
 
     @work(thread=True, exclusive=True, group="eval-start", exit_on_error=False)
-    def _start(self, baseline_only: bool, few_shot: int = 0) -> None:
+    def _start(self, baseline_only: bool, few_shot: int | None = None) -> None:
         from ftwizard.config import load_config
         from ftwizard.errors import UserError
 
