@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     run.stop_file.unlink(missing_ok=True)  # an old request must not stop the new process
     run.write_status(state="starting", pid=os.getpid(), pid_started=me.create_time(), host=socket.gethostname(),
                      started_at=time.time(), ended_at=None, message=None, log=str(run.log), resumed=args.resume)
-    writer = EventWriter(run.events)
+    from ftwizard.notify import NotifyingWriter
+    from ftwizard.summary import write_summary_quietly
+
+    writer = NotifyingWriter(EventWriter(run.events), run)  # endings also POST the webhook, if any (h15)
     writer.write("system", event="process_start", pid=os.getpid(), resume=args.resume)
     _quiet_libraries()
     from ftwizard.training.distributed import LaunchSpec
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return supervise(run, spec, args.resume, writer, stop_flag)
         finally:
+            write_summary_quietly(run)  # runs/NAME/summary.md (h15)
             writer.close()
             os.close(lock_fd)
     try:
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         run.write_status(state="failed", message=f"{msg} (details in {run.log})", ended_at=time.time())
         return 1
     finally:
+        write_summary_quietly(run)  # runs/NAME/summary.md (h15)
         writer.close()
         os.close(lock_fd)
 
