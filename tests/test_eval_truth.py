@@ -229,3 +229,24 @@ def test_custom_scorer_is_validated_and_used(tmp_path):
                      ("my_scores:missing", "no function"), ("my_scores:broken", "returned 5")):
         with pytest.raises(UserError, match=msg):
             M.load_scorer(bad, str(tmp_path))
+
+
+# ---- model card -------------------------------------------------------------------------
+def test_card_reports_verdict_fields_and_epochs_covered(tmp_path):
+    from ftwizard.export.card import epochs_covered, eval_table
+    from ftwizard.rundir import EventWriter, RunDir
+
+    test_json_scored_per_field_with_kshot_row_at_80_columns(tmp_path)  # writes the results
+    from ftwizard.evaluation.compare import write_summary
+
+    write_summary(tmp_path, build_summary(tmp_path))
+    t = eval_table(tmp_path)
+    assert "| base 3-shot |" in t and "field:summary" in t and "stop_rate" in t
+    assert "Headline: fields = mean of summary rouge_l" in t
+    assert "Verdict: final fields" in t and "95% CI" in t and "fine-tuning beats base 3-shot" in t
+    run_dir = tmp_path / "run"
+    w = EventWriter(run_dir / "events.jsonl")
+    for step in range(1, 17):  # a 16-step pilot over 320 rows at 8 rows a step
+        w.write("train", step=step, epoch=step * 8 / 320, loss=1.0)
+    w.close()
+    assert epochs_covered(RunDir(run_dir), None) == 0.4

@@ -101,5 +101,5 @@ def test_card_eval_table_from_the_eval_summary(tmp_path):
         "verdict": {"beats_baseline": True}}))
     t = eval_table(tmp_path)
     assert "| model | json_parse_rate | field_f1 |" in t
-    assert "| step 10 | 1 | 0.2708 |" in t and "| base | 0 | 0 |" in t
+    assert "| step 10 | 100% | 27% |" in t and "| base | 0% | 0% |" in t
     assert "beats the baseline on field_f1: yes" in t

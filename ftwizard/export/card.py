@@ -49,26 +49,55 @@ def versions() -> dict[str, str]:
 
 
 def eval_table(eval_dir: Path) -> str | None:
-    """The eval summary (runs/<name>/eval/summary.json) as a markdown table, if there is one."""
+    """The eval summary (runs/<name>/eval/summary.json) as markdown: every model row with the task metrics,
+    per-field scores (JSON), behaviour columns, and the verdict with its margin and interval, worded as
+    `ftwizard eval` words it. A value is bold only where its lead is outside the noise."""
+    from ftwizard.evaluation.report import fmt_value
+
     try:
         s = orjson.loads((eval_dir / "summary.json").read_bytes())
-        cols = [m["name"] if isinstance(m, dict) else str(m) for m in s["metrics"]]
+        defs = list(s["metrics"]) + list(s.get("field_metrics") or []) + list(s.get("behaviour") or [])
+        cols = [m["name"] if isinstance(m, dict) else str(m) for m in defs]
+        best = s.get("best") or {}
         lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
         for m in s["models"]:
             cells = []
             for c in cols:
                 v = (m.get("metrics") or {}).get(c)
-                cells.append("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+                cell = "" if v is None else fmt_value(c, v) if isinstance(v, (int, float)) else str(v)
+                cells.append(f"**{cell}**" if cell and best.get(c) == m.get("id") else cell)
             lines.append(f"| {m.get('label', m.get('id'))} | " + " | ".join(cells) + " |")
-        title = f"Held-out evaluation ({s.get('task', 'task')})"
+        n = len(s.get("samples") or [])
+        title = f"Held-out evaluation ({s.get('task', 'task')}{f', {n} rows' if n else ''})"
+        notes = [f"Primary metric: {s.get('primary_metric', '?')}."]
+        if s.get("headline_rule"):
+            notes.append(f"Headline: {s['headline_rule']}.")
         verdict = s.get("verdict") or {}
-        note = ""
-        if isinstance(verdict, dict) and "beats_baseline" in verdict:
-            note = f"\n\nFine-tuned beats the baseline on {s.get('primary_metric', 'the primary metric')}: " \
-                   f"{'yes' if verdict['beats_baseline'] else 'no'}."
-        return f"### {title}\n\n" + "\n".join(lines) + note
+        if isinstance(verdict, dict) and verdict.get("text"):
+            notes.append(f"Verdict: {verdict['text']}.")
+        elif isinstance(verdict, dict) and "beats_baseline" in verdict:
+            notes.append(f"Fine-tuned beats the baseline on {s.get('primary_metric', 'the primary metric')}: "
+                         f"{'yes' if verdict['beats_baseline'] else 'no'}.")
+        for w in s.get("warnings") or []:
+            if w != verdict.get("text"):
+                notes.append(f"Warning: {w}.")
+        notes.append("Bold: best value, outside the noise (95 % paired bootstrap interval against every other row).")
+        return f"### {title}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in notes)
     except (FileNotFoundError, KeyError, TypeError, orjson.JSONDecodeError, AttributeError):
         return None
+
+
+def epochs_covered(run, cfg) -> float | None:
+    """Passes over the training data the run actually made: the trainer's own epoch count at the last
+    logged step (a 16-step pilot of a 3-epoch plan covers a fraction of one epoch)."""
+    from ftwizard.rundir import latest_by_step
+
+    try:
+        steps = latest_by_step(list(run.iter_events()), "train")
+    except OSError:
+        return None
+    epochs = [e.get("epoch") for e in steps if isinstance(e.get("epoch"), (int, float))]
+    return round(float(epochs[-1]), 3) if epochs else None
 
 
 def _exports_table(manifest: dict[str, Any]) -> str:
@@ -107,6 +136,10 @@ def build_card(src: RunSource, manifest: dict[str, Any], system_prompt: str | No
           "target_modules": cfg.lora.target_modules} if adapter else {}),
           **cfg.training.model_dump(mode="json"), "max_length": cfg.data.max_length, "packing": cfg.data.packing,
           "assistant_only_loss": cfg.data.assistant_only_loss, "steps_trained": status.get("step")}
+    covered = epochs_covered(src.run, cfg)
+    hp["epochs"] = (f"{covered:g} covered ({cfg.training.epochs:g} planned"
+                    f"{f', stopped at max_steps {cfg.training.max_steps}' if cfg.training.max_steps else ''})"
+                    if covered is not None else f"{cfg.training.epochs:g} planned (not logged)")
     hp_table = "\n".join(["| hyperparameter | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in hp.items()])
     data_table = "\n".join(["| split | file | rows | bytes | SHA-256 |", "|---|---|---:|---:|---|"] +
                            [f"| {p['split']} | {p['file']} | {p['rows']} | {p['bytes']} | `{p['sha256']}` |" for p in prints])
