@@ -44,6 +44,7 @@ class DataSection(_Section):
     format: DataFormat = Field("auto", description="Row format: auto, messages, sharegpt, alpaca, prompt_completion, text.")
     max_length: int = Field(512, ge=16, le=131072, description="Tokens per example after the chat template; longer rows are truncated.")
     packing: bool = Field(False, description="Pack short examples into full-length sequences (faster on short data).")
+    padding_free: bool = Field(True, description="Join each micro-batch into one row without padding; examples still never see each other (same loss, less compute).")
     assistant_only_loss: bool = Field(True, description="Count the loss on assistant tokens only (the usual choice for chat data).")
     system_prompt: str | None = Field(None, description="System prompt added to rows without one; use what you will send when serving.")
     task_type: TaskType = Field("other", description="What the data teaches; sets the example-count guidance "
@@ -82,7 +83,6 @@ class TrainingSection(_Section):
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints (None keeps all).")
     stop_on_divergence: bool = Field(False, description="Stop the run, saving a checkpoint, when the loss diverges (well "
                                      "above where it started, or rising over a window of steps); off: a warning only.")
-
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
         default_factory=list, description="Experiment trackers to copy the metrics to (tensorboard, wandb, mlflow, "
         "trackio); the run folder stays the record. Each needs its package: pip install 'ftwizard[tracking]'.")
@@ -101,6 +101,7 @@ class NotifySection(_Section):
     events: list[NotifyEvent] = Field(
         default_factory=lambda: ["completed", "failed", "divergence", "stopped"],
         description="Which endings notify: completed, failed, divergence, stopped.")
+
 
 class EvaluationSection(_Section):
     metric: str | None = Field(None, description="Primary metric for verdicts and the best checkpoint (e.g. "
@@ -122,8 +123,8 @@ class RunConfig(_Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
-
     notify: NotifySection = Field(default_factory=NotifySection)
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, n: str | None) -> str | None:

@@ -52,6 +52,23 @@ def encode_text(tokenizer, text: str) -> dict[str, list[int]]:
     return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
 
 
+def truncate_rows(rows: list[dict[str, list[int]]], max_length: int | None) -> tuple[list[dict[str, list[int]]], int]:
+    """Keep the first `max_length` tokens of every row (TRL's keep_start) and drop rows left with
+    nothing to learn; returns (rows, dropped).
+
+    Done here rather than by TRL because padding-free batches need it: TRL enforces
+    max_length only on padded batches or packing."""
+    if not max_length:
+        return rows, 0
+    out = []
+    for r in rows:
+        if len(r["input_ids"]) > max_length:
+            r = {k: v[:max_length] for k, v in r.items()}
+        if any(r["assistant_masks"]):
+            out.append(r)
+    return out, len(rows) - len(out)
+
+
 def encode_file(path: Path, tokenizer, *, fmt: str = "auto", system_prompt: str | None = None,
                 assistant_only: bool = True) -> list[dict[str, list[int]]]:
     """Encode every row of a file; a row that cannot be used stops with its location."""

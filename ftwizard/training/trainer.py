@@ -7,7 +7,13 @@ Choices, and why:
   weights lose small updates). LoRA: frozen base in the compute dtype, adapters fp32.
   QLoRA: NF4 with double quantisation, compute in the compute dtype (fp32 on CPU).
 - The data is tokenised by `dataset.encode_file` (assistant-only masks from the model's
-  own chat template), so TRL receives `input_ids` + `assistant_masks`.
+  own chat template), so TRL receives `input_ids` + `assistant_masks`, truncated here.
+- QLoRA keeps the non-4-bit weights (embeddings, norms, output layer) in the compute
+  dtype. peft's `prepare_model_for_kbit_training` would upcast them to fp32, which on an
+  8B model costs ~2 GB of weights and makes the residual stream and MLP activations fp32;
+  recent TRL skips it too (bench/qlora_upcast.py: same loss curve, less memory).
+- Padding-free batches, Liger kernels and FlashAttention when correct and available
+  (speedups.choose_speedups says which, and why not).
 """
 
 from __future__ import annotations
@@ -61,7 +67,41 @@ def choose_precision(cfg: RunConfig) -> Precision:
     return Precision("cuda", want == "bf16", want == "fp16")
 
 
-def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, strategy: str | None = None):
+def speedups_for(cfg: RunConfig, base_path: str, prec: Precision):
+    """The speed-ups this run uses (env FTWIZARD_NO_LIGER / FTWIZARD_NO_FLASH_ATTN turn one off, for benchmarks)."""
+    import json
+
+    from ftwizard.training.speedups import choose_speedups
+
+    cap = None
+    if prec.device == "cuda":
+        import torch
+
+        cap = torch.cuda.get_device_capability(int(os.environ.get("LOCAL_RANK", 0)))
+    try:
+        model_type = json.loads((Path(base_path) / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        model_type = ""
+    return choose_speedups(
+        device=prec.device, precision=prec.name, model_type=model_type, batch_size=cfg.training.batch_size,
+        padding_free=getattr(cfg.data, "padding_free", True), packing=cfg.data.packing,
+        use_liger=not os.environ.get("FTWIZARD_NO_LIGER"), use_flash_attention=not os.environ.get("FTWIZARD_NO_FLASH_ATTN"),
+        cuda_capability=cap, trust_remote_code=cfg.model.trust_remote_code)
+
+
+def apply_liger(model) -> None:
+    """Liger's RMSNorm, SwiGLU and RoPE kernels on the loaded (not yet peft-wrapped) model.
+    Not its fused linear cross-entropy: TRL's own chunked LM head computes the loss."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)
+
+
+def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, strategy: str | None = None,
+                             *, speedups=None, upcast_kbit: bool = False):
+    """The model as the trainer trains it. `upcast_kbit` restores peft's fp32 upcast for QLoRA
+    (only bench/qlora_upcast.py uses it, to compare)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -87,17 +127,28 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, st
         kwargs["dtype"] = torch.float32
     if prec.device == "cuda" and strategy != "fsdp":  # FSDP places (and shards) the weights itself
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    if speedups is not None and speedups.attention != "sdpa":
+        kwargs["attn_implementation"] = speedups.attention
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if speedups is not None and speedups.liger:
+        apply_liger(model)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     if method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-        if method == "qlora":
+        if method == "qlora" and upcast_kbit:
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=cfg.training.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
+        elif method == "qlora":
+            # What prepare_model_for_kbit_training does, minus the fp32 upcast: freeze the base
+            # (get_peft_model does too) and let checkpointed layers see an input that needs grad.
+            for param in model.parameters():
+                param.requires_grad_(False)
+            if cfg.training.gradient_checkpointing:
+                model.enable_input_require_grads()
         lcfg = cfg.lora
         model = get_peft_model(model, LoraConfig(
             r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
@@ -142,16 +193,21 @@ def block_classes(cfg: RunConfig, base_path: str) -> list[str]:
     return names
 
 
-def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool, dist: dict | None = None):
+def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool, dist: dict | None = None,
+                     padding_free: bool = False):
     from trl import SFTConfig
+
+    from ftwizard.tracking import setup_for_trainer
 
     t = cfg.training
     eval_every = t.eval_every if has_eval else 0
     return SFTConfig(
         **(dist or {}),
         output_dir=str(run.checkpoints),
-        max_length=cfg.data.max_length,
+        # rows arrive truncated (dataset.truncate_rows); TRL needs max_length only to pack
+        max_length=cfg.data.max_length if cfg.data.packing else None,
         packing=cfg.data.packing,
+        padding_free=padding_free,
         assistant_only_loss=False,  # our own masks (assistant_masks column) already do this
         learning_rate=t.learning_rate,
         num_train_epochs=t.epochs,
@@ -196,9 +252,7 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
 
     from ftwizard.models.resolve import resolve_base
     from ftwizard.training.callbacks import RunEvents
-    from ftwizard.training.dataset import encode_file
-    from ftwizard.tracking import setup_for_trainer
-
+    from ftwizard.training.dataset import encode_file, truncate_rows
 
     from transformers import set_seed
 
@@ -216,7 +270,22 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
     sft_args = build_sft_config(cfg, run, prec, cfg.data.eval is not None, dist) if strategy else None
     if sft_args is not None:
         _ = sft_args.device  # joins the process group (gloo on CPU, NCCL on GPU) before the weights load
-    model, tok = load_model_and_tokenizer(cfg, base_path, prec, strategy)
+    speed = speedups_for(cfg, base_path, prec)
+    if prec.device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    model, tok = load_model_and_tokenizer(cfg, base_path, prec, strategy, speedups=speed)
+    padding_free = speed.padding_free
+    if padding_free:
+        from ftwizard.training.speedups import model_builds_packed_masks
+
+        if not model_builds_packed_masks(model):
+            padding_free = False
+            speed.not_used.append("padding-free: this model's code does not build block-diagonal masks")
+            speed.used.remove(next(u for u in speed.used if u.startswith("padding-free")))
+    writer.write("system", event="speedups", padding_free=padding_free, liger=speed.liger,
+                 attention=speed.attention, used=speed.used, not_used=speed.not_used)
     if hasattr(model, "get_nb_trainable_parameters"):
         trainable, total = model.get_nb_trainable_parameters()
     else:
@@ -224,19 +293,23 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     enc = dict(tokenizer=tok, fmt=cfg.data.format, system_prompt=cfg.data.system_prompt,
                assistant_only=cfg.data.assistant_only_loss)
-    train_rows = encode_file(cfg.data.train, **enc)
-    eval_rows = encode_file(cfg.data.eval, **enc) if cfg.data.eval else None
+    limit = None if cfg.data.packing else cfg.data.max_length
+    train_rows, dropped = truncate_rows(encode_file(cfg.data.train, **enc), limit)
+    eval_rows = truncate_rows(encode_file(cfg.data.eval, **enc), limit)[0] if cfg.data.eval else None
+    if not train_rows:
+        raise UserError(f"no row of {cfg.data.train} has an assistant token within max_length {cfg.data.max_length}",
+                        where="data.max_length", fix="raise data.max_length (see `ftwizard data stats`)")
     train_ds = Dataset.from_list(train_rows)
     eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
     writer.write("system", event="data", train_rows=len(train_rows), eval_rows=len(eval_rows or []),
-                 train_tokens=sum(len(r["input_ids"]) for r in train_rows),
+                 train_tokens=sum(len(r["input_ids"]) for r in train_rows), dropped_rows=dropped,
                  trainable_params=trainable, total_params=total)
 
     from trl import SFTTrainer
 
     callback = RunEvents(run, writer, stop_flag)
-    if sft_args is None or (eval_ds is not None) != (cfg.data.eval is not None):
-        sft_args = build_sft_config(cfg, run, prec, eval_ds is not None, dist)
+    if sft_args is None or (eval_ds is not None) != (cfg.data.eval is not None) or padding_free:
+        sft_args = build_sft_config(cfg, run, prec, eval_ds is not None, dist, padding_free=padding_free)
     trainer = SFTTrainer(
         model=model, args=sft_args,
         train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[callback],
@@ -254,6 +327,11 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
                      step=int(resume_from.name.split("-")[-1]))
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
+    if prec.device == "cuda":  # the peak as PyTorch saw it (bench/gpu_kit.py compares it with the estimate)
+        import torch
+
+        writer.write("system", event="memory_peak", max_memory_allocated=int(torch.cuda.max_memory_allocated()),
+                     max_memory_reserved=int(torch.cuda.max_memory_reserved()), step=step)
     if callback.nan_step is not None:
         raise NonFiniteLoss(callback.nan_step, cfg.training.learning_rate, prec.name)
     if stop_flag.get("requested"):
