@@ -250,3 +250,24 @@ def test_card_reports_verdict_fields_and_epochs_covered(tmp_path):
         w.write("train", step=step, epoch=step * 8 / 320, loss=1.0)
     w.close()
     assert epochs_covered(RunDir(run_dir), None) == 0.4
+
+
+def test_lint_as_eval_has_no_too_few_warning(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    from ftwizard.cli import main
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from math_data import write
+
+    _, held = write(tmp_path, n_train=10, n_eval=60)
+    capsys.readouterr()
+    assert main(["lint", str(held), "--no-tokens", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert "data.too_few" in rep["counts"]  # as training data, 60 rows is too few...
+    assert main(["lint", str(held), "--as-eval", "--no-tokens", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert "data.too_few" not in rep["counts"] and not rep["warnings"]  # ...as a held-out set it is not
+    size = next(f for f in rep["infos"] if f["rule"] == "eval.size")
+    assert "60 held-out rows" in size["message"] and "about 14 points" in size["message"]

@@ -11,7 +11,7 @@ import sys
 
 from ftwizard.commands.argtypes import nonneg_int, positive_int, unit_fraction
 
-TASK_TYPES = ["classification", "extraction", "style", "domain", "code", "other"]
+TASK_TYPES = ["classification", "extraction", "style", "domain", "code", "math", "other"]
 
 
 def _model_args(p: argparse.ArgumentParser, tokens_optional: bool = True) -> None:
@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=positive_int, default=512, metavar="N", help="max tokens per example (default 512)")
     p.add_argument("--eval", metavar="FILE", help="held-out file to check for overlap with the training file")
     p.add_argument("--task-type", choices=TASK_TYPES, help="what the data teaches (sets the example-count guidance)")
+    p.add_argument("--as-eval", action="store_true", help="check the file as a held-out set: no 'too few to "
+                   "fine-tune' warning; says how small a difference between models it can resolve")
     p.add_argument("--no-pii", action="store_true", help="skip the PII and secrets scan")
     p.add_argument("--no-dedup", action="store_true", help="skip duplicate detection")
     p.add_argument("--show", type=nonneg_int, default=5, metavar="N", help="rows shown per rule (default 5)")
@@ -126,7 +128,8 @@ def cmd_lint(args) -> int:
     tok = _tokenizer(args)
     opts = LintOptions(tokenizer=tok, model=None if tok is None else args.model, max_length=args.max_length,
                        task_type=args.task_type, eval_path=Path(args.eval) if args.eval else None,
-                       system_prompt=args.system_prompt, pii=not args.no_pii, dedup=not args.no_dedup)
+                       system_prompt=args.system_prompt, pii=not args.no_pii, dedup=not args.no_dedup,
+                       as_eval=args.as_eval)
     report = _lint_with_progress(args.file, opts, quiet=args.json)
     if args.json:
         _print_json(report.to_dict())

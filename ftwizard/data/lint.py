@@ -10,6 +10,8 @@ stays bounded however broken the file is.
 
 from __future__ import annotations
 
+import math
+
 import time
 from array import array
 from collections import Counter
@@ -145,6 +147,7 @@ class LintOptions:
     model: str | None = None           # its name, for the report
     max_length: int | None = 512
     task_type: str | None = None
+    as_eval: bool = False              # the file is a held-out set: no "too few to fine-tune", a resolution note instead
     eval_path: Path | None = None
     system_prompt: str | None = None   # added to rows without one, as the trainer does
     near_threshold: float = DEFAULT_THRESHOLD
@@ -393,7 +396,10 @@ class Linter:
         if self.decontam is not None:
             for f in self.decontam.findings():
                 self.add("eval.overlap", f["row"], f["message"], related=f["related"], file=str(self.o.eval_path))
-        self._size_report(fmt)
+        if self.o.as_eval:
+            self._eval_size_report(fmt)
+        else:
+            self._size_report(fmt)
         if self.counter is None and self.valid:
             self.add("tokens.skipped", None, "no tokenizer given: token lengths, the max-length check and the EOS check were skipped")
         stats = stats_mod.summarise(
@@ -494,6 +500,17 @@ class Linter:
                  f"in {len(self.eos_bad)} of the first {self.eos_checked} rows checked, the chat template does not close the "
                  f"assistant turn with a stop token ({', '.join(stops) or 'no eos token set'}; markers seen: "
                  f"{', '.join(markers) or 'none'})", fieldname, related=[r for r, _ in self.eos_bad[1:20]] or None)
+
+    def _eval_size_report(self, fmt: str | None) -> None:
+        """How fine a difference a held-out set of this size can resolve (ftwizard eval's paired bootstrap):
+        with two models disagreeing on ~30 % of rows, the 95 % interval's half-width is ~1.96 * sqrt(0.3 / n)."""
+        if fmt in (None, "preference", "text") or self.valid == 0:
+            return
+        resolves = 1.96 * (0.3 / self.valid) ** 0.5
+        for10 = int(math.ceil(0.3 * (1.96 / 0.10) ** 2 / 10) * 10)
+        self.add("eval.size", None, f"{self.valid:,} held-out rows: differences smaller than about "
+                 f"{resolves * 100:.0f} points between two models will read as inconclusive (about {for10} rows "
+                 "resolve 10 points)", severity=INFO)
 
     def _size_report(self, fmt: str | None) -> None:
         if fmt in (None, "preference") or self.valid == 0:

@@ -64,6 +64,7 @@ _RULES = [
     Rule("output.json_invalid", WARNING, "assistant output is not valid JSON while most are", "fix the JSON of these outputs; the model copies what it sees"),
     Rule("system.inconsistent", WARNING, "different system prompts", "use the one system prompt you will send when serving (guidance)"),
     Rule("data.too_few", WARNING, "too few examples for the task type", "collect more examples; see the minimum / good / excellent table"),
+    Rule("eval.size", INFO, "held-out set too small to resolve small differences", "hold out more rows (ftwizard data split --eval-fraction)"),
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
