@@ -3,14 +3,85 @@ and the `runs` table. Reads only the run folder, like every other viewer."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftwizard.rundir import FINAL_STATES, EventReader, RunDir, RunSummary
+from ftwizard.rundir import ACTIVE_STATES, FINAL_STATES, EventReader, RunDir, RunSummary
 
 POLL_S = 0.25
+
+# ---- divergence ------------------------------------------------------------------------------
+# A fine-tune's training loss falls, or at worst plateaus. Two signs that it is being driven
+# apart (a learning rate far too high, no warmup, clipping off) rather than learning:
+DIVERGE_FACTOR = 1.5    # the recent loss (median of the last 3 logged) at 1.5x the starting loss (the first logged,
+                        # or the median of the first 3 when higher: one easy first batch does not set the bar)
+RISE_WINDOW = 10        # or, over the last 10 logged losses, the last 5 average...
+RISE_FACTOR = 1.3       # ...30 % above the 5 before them (a steady climb, not one noisy batch)
+
+
+@dataclass
+class Divergence:
+    """Why the loss is judged to diverge, and what to change (one sentence each)."""
+
+    step: int
+    loss: float
+    start_loss: float
+    kind: str           # "above_start" | "rising"
+    reason: str
+    fix: str
+
+    def to_event(self) -> dict[str, Any]:
+        return {"event": "divergence", "step": self.step, "loss": round(self.loss, 4),
+                "start_loss": round(self.start_loss, 4), "divergence": self.kind, "reason": self.reason,
+                "fix": self.fix}
+
+
+def divergence_fix(learning_rate: float | None = None, warmup_ratio: float | None = None,
+                   max_grad_norm: float | None = None, method: str | None = None) -> str:
+    """What to change, from the run's own settings (guidance: LoRA 1e-4..2e-4, full ~1e-5..2e-5,
+    warmup 3-10 %, max grad norm ~0.3-1.0)."""
+    parts = []
+    if learning_rate:
+        usual = 2e-5 if method == "full" else 2e-4
+        new = min(learning_rate / 10, usual) if learning_rate > usual else learning_rate / 10
+        parts.append(f"lower training.learning_rate from {learning_rate:g} to {new:g}")
+    else:
+        parts.append("lower training.learning_rate (by 10x)")
+    if warmup_ratio is not None and warmup_ratio < 0.03:
+        parts.append("set training.warmup_ratio: 0.05")
+    if max_grad_norm is not None and max_grad_norm > 1.0:
+        parts.append("set training.max_grad_norm: 1.0")
+    return "; ".join(parts) + ", then start a new run (resuming keeps the diverged weights)"
+
+
+def detect_divergence(points: list[tuple[int, float]], fix: str | None = None) -> Divergence | None:
+    """Judge a loss curve, `[(step, loss), ...]` in step order (finite values only; NaN has its own
+    stop). None while it looks like training. The trainer's callback calls this after each logged
+    loss and writes the first verdict as a `divergence` event; viewers may call it on their own data."""
+    pts = [(s, float(v)) for s, v in points if v is not None and math.isfinite(float(v))]
+    if len(pts) < 4:
+        return None
+    fix = fix or divergence_fix()
+    start = max(pts[0][1], sorted(v for _, v in pts[:3])[1])
+    recent = sorted(v for _, v in pts[-3:])[1]
+    step = pts[-1][0]
+    if start > 0 and recent >= DIVERGE_FACTOR * start:
+        return Divergence(step, recent, start, "above_start",
+                          f"loss {recent:.3g} at step {step} is {recent / start:.1f}x where it started ({start:.3g})",
+                          fix)
+    if len(pts) >= RISE_WINDOW:
+        half = RISE_WINDOW // 2
+        before = sum(v for _, v in pts[-RISE_WINDOW:-half]) / half
+        last = sum(v for _, v in pts[-half:]) / half
+        if before > 0 and last >= RISE_FACTOR * before:
+            return Divergence(step, last, start, "rising",
+                              f"loss keeps rising: the last {half} steps average {last:.3g}, "
+                              f"{last / before - 1:.0%} above the {half} before ({before:.3g})", fix)
+    return None
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -60,6 +131,8 @@ def describe_event(e: dict[str, Any], max_steps: int | None = None) -> str | Non
         "checkpoint": lambda: f"checkpoint saved at step {e.get('step')}",
         "stopping": lambda: f"stopping at step {e.get('step')} ({e.get('reason')}): saving a checkpoint",
         "nan": lambda: f"loss is not finite at step {e.get('step')}: stopping",
+        "divergence": lambda: f"WARNING: the loss is diverging: {e.get('reason')}. To fix: {e.get('fix')}"
+                              + (" (stopping: training.stop_on_divergence)" if e.get("stopping") else ""),
         "saved": lambda: f"saved {e.get('path')}",
         "failed": lambda: f"FAILED: {e.get('message')}",
     }
@@ -175,31 +248,49 @@ def _final(run: RunDir, st: dict[str, Any], json_lines: bool, out, follow: bool)
             msg += f": {st['message']}"
         if state == "completed" and st.get("output"):
             msg += f"\n  result: {st['output']}"
-        if state == "stopped":
+        div = st.get("divergence") if isinstance(st.get("divergence"), dict) else None
+        if div and "diverged" not in (st.get("message") or ""):
+            msg += f"\n  WARNING: the loss diverged ({div.get('reason')}); to fix: {div.get('fix')}"
+        if state == "stopped" and not div:
             msg += f"\n  continue with: ftwizard resume {run.path}"
         out.write(msg + "\n")
         out.flush()
     return 0 if state in ("completed", "stopped", "running", "starting", "stopping") else 1
 
 
-def print_runs_table(runs: list[RunSummary], runs_dir: Path) -> None:
+def _short(path: Path) -> str:
+    home = str(Path.home())
+    p = str(Path(path).resolve())
+    return "~" + p[len(home):] if p.startswith(home + "/") else p
+
+
+def print_runs_table(runs: list[RunSummary], runs_dir: Path | None) -> None:
+    """The `ftwizard runs` table; runs_dir None: runs from every folder (the run index), with their folder."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     if not runs:
-        console.print(f"no runs in {Path(runs_dir).resolve()}; start one with `ftwizard train CONFIG`")
+        where = f"in {Path(runs_dir).resolve()}" if runs_dir is not None else "yet"
+        console.print(f"no runs {where}; start one with `ftwizard train CONFIG`")
         return
     colours = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "died": "red",
                "corrupt": "red"}
-    t = Table(title=f"runs in {Path(runs_dir).resolve()}", title_justify="left")
-    for col in ("run", "state", "step", "loss", "eval loss", "started"):
-        t.add_column(col, justify="right" if col in ("step", "loss", "eval loss") else "left")
+    title = f"runs in {Path(runs_dir).resolve()}" if runs_dir is not None else "runs (every folder)"
+    t = Table(title=title, title_justify="left")
+    cols = ("run", "state", "step", "loss", "eval loss", "started") + (("folder",) if runs_dir is None else ())
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("step", "loss", "eval loss") else "left",
+                     overflow="fold")  # wrap, never cut: run names, numbers and paths stay whole
     for r in runs:
         step = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step or 0)
-        t.add_row(r.name, f"[{colours.get(r.state, 'white')}]{r.state}[/]", step,
+        state = f"[{colours.get(r.state, 'white')}]{r.state}[/]"
+        if r.extra.get("divergence"):
+            state += " [bold red]diverging[/]" if r.state in ACTIVE_STATES else " [red](diverged)[/]"
+        t.add_row(r.name, state, step,
                   f"{r.loss:.4f}" if r.loss is not None else "-",
-                  f"{r.eval_loss:.4f}" if r.eval_loss is not None else "-", fmt_age(r.started_at))
+                  f"{r.eval_loss:.4f}" if r.eval_loss is not None else "-", fmt_age(r.started_at),
+                  *((_short(Path(r.path).parent),) if runs_dir is None else ()))
     console.print(t)
     for r in runs:  # a damaged run says what is wrong; the others list as usual
         if r.state == "corrupt":

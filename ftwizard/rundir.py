@@ -357,6 +357,7 @@ class RunSummary:
             "name": self.name, "path": str(self.path), "state": self.state, "step": self.step,
             "max_steps": self.max_steps, "loss": self.loss, "eval_loss": self.eval_loss,
             "started_at": self.started_at, "updated_at": self.updated_at, "message": self.message,
+            "divergence": self.extra.get("divergence"),  # the trainer's divergence verdict, if any
         }
 
 
@@ -380,6 +381,7 @@ def summarize(run: RunDir) -> RunSummary:
         name=run.name, path=run.path, state=state, step=st.get("step"),
         max_steps=st.get("max_steps"), loss=loss, eval_loss=eval_loss, started_at=st.get("started_at"),
         updated_at=st.get("updated_at"), message=message,
+        extra={"divergence": st["divergence"]} if isinstance(st.get("divergence"), dict) else {},
     )
 
 
@@ -411,14 +413,8 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
 
 
 def find_run(ref: str | Path, runs_dir: Path) -> RunDir:
-    """A run by folder path or by name inside `runs_dir`; a clear error when there is none."""
-    p = Path(ref)
-    for cand in (p, Path(runs_dir) / str(ref)):
-        if cand.is_dir() and RunDir(cand).exists():
-            return RunDir(cand)
-    names = [s.name for s in list_runs(runs_dir)][:10]
-    raise UserError(
-        f"no run named {str(ref)!r}",
-        where=str(Path(runs_dir).resolve()),
-        fix=("runs there: " + ", ".join(names)) if names else "start one with `ftwizard train CONFIG`, or pass --runs-dir",
-    )
+    """A run by folder path, by name inside `runs_dir`, or by name in the per-user run index
+    (ftwizard.runindex: every run started from any folder); a clear error when there is none."""
+    from ftwizard.runindex import resolve_run
+
+    return resolve_run(ref, runs_dir)

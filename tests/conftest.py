@@ -18,6 +18,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads when tests share the cores
+# The per-user run index (ftwizard.runindex) of the tests is a throw-away folder, never the real user's:
+# set unconditionally (a user's own FTWIZARD_STATE_DIR must not receive test runs); subprocesses inherit it.
+import tempfile as _tempfile  # noqa: E402
+
+os.environ["FTWIZARD_STATE_DIR"] = _tempfile.mkdtemp(prefix="ftwizard-test-state-")
 
 
 @pytest.fixture(scope="session")

@@ -33,13 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the command to run on each node (and the torchrun call) and exit")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("runs", help="list runs with state, step, loss and age")
-    p.add_argument("--runs-dir", default=None)
+    p = sub.add_parser("runs", help="list runs with state, step, loss and age (every run you started, any folder)")
+    p.add_argument("--runs-dir", default=None, help="only the runs in this folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runs)
 
     p = sub.add_parser("monitor", help="follow a run live (full screen; --plain for text lines)")
-    p.add_argument("run", help="run name or folder")
+    p.add_argument("run", nargs="?", help="run name or folder (default: the newest active run)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--plain", action="store_true", help="text lines until the run ends")
     p.add_argument("--json", action="store_true", help="raw events as JSON lines until the run ends")
@@ -141,6 +141,8 @@ def cmd_train(args) -> int:
     spec = spec_from_args(args)
     if args.print_launch:
         return _print_launch(args, cfg, spec)
+    from ftwizard.runindex import abs_run_path
+
     # start_run runs the pre-flight gate (findings on stderr; refuses errors, exit 1, unless --force)
     run, proc = start_run(cfg, detach=args.detach, spec=spec, force=args.force, config_path=args.config,
                           stream=sys.stderr)
@@ -148,12 +150,12 @@ def cmd_train(args) -> int:
         if args.json:
             import json
 
-            print(json.dumps({"run": run.name, "path": str(run.path), "pid": proc.pid}))
+            print(json.dumps({"run": run.name, "path": abs_run_path(run), "pid": proc.pid}))
         else:
             print(f"started run {run.name} in the background (pid {proc.pid})")
-            print(f"  folder:  {run.path}")
-            print(f"  follow:  ftwizard monitor {run.path}")
-            print(f"  stop:    ftwizard stop {run.path}")
+            print(f"  folder:  {abs_run_path(run)}")
+            print(f"  follow:  ftwizard monitor {run.name}   (from any folder)")
+            print(f"  stop:    ftwizard stop {run.name}")
         return 0
     return follow(run, proc=proc, json_lines=args.json)
 
@@ -176,10 +178,25 @@ def follow(run, proc=None, json_lines: bool = False, plain_progress: bool | None
 
 
 # ---- runs, monitor, stop, resume --------------------------------------------
-def cmd_runs(args) -> int:
-    from ftwizard.rundir import list_runs
+def _all_runs(args):
+    """--runs-dir: that folder's runs; otherwise every run in the per-user index plus ./runs.
+    Runs pruned from the index (folder moved or deleted) are said on stderr."""
+    from ftwizard.runindex import indexed_runs
 
-    runs = list_runs(_runs_dir(args))
+    if getattr(args, "runs_dir", None):
+        from ftwizard.rundir import list_runs
+
+        runs = list_runs(_runs_dir(args))
+        indexed_runs([_runs_dir(args)])  # remember them for next time
+        return runs
+    runs, notes = indexed_runs([_runs_dir(args)])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return runs
+
+
+def cmd_runs(args) -> int:
+    runs = _all_runs(args)
     if args.json:
         import json
 
@@ -194,14 +211,32 @@ def cmd_runs(args) -> int:
             return int(run_picker(str(_runs_dir(args))) or 0)
     from ftwizard.monitoring import print_runs_table
 
-    print_runs_table(runs, _runs_dir(args))
+    print_runs_table(runs, _runs_dir(args) if args.runs_dir else None)
     return 0
+
+
+def _newest_active_or_candidates(args):
+    """`ftwizard monitor` with no name: the newest active run; none active: say which runs exist."""
+    from ftwizard.errors import UserError
+    from ftwizard.rundir import ACTIVE_STATES, RunDir
+
+    runs = _all_runs(args)
+    active = [r for r in runs if r.state in ACTIVE_STATES]
+    if active:
+        if len(active) > 1:
+            others = ", ".join(r.name for r in active[1:6])
+            print(f"following the newest active run, {active[0].name} (also active: {others})", file=sys.stderr)
+        return RunDir(active[0].path)
+    if not runs:
+        raise UserError("no runs yet", fix="start one with `ftwizard train CONFIG` (or `ftwizard` for the wizard)")
+    listed = "; ".join(f"{r.name} ({r.state}, {r.path})" for r in runs[:8])
+    raise UserError("no run is active", fix=f"name one: `ftwizard monitor NAME` with NAME one of: {listed}")
 
 
 def cmd_monitor(args) -> int:
     from ftwizard.rundir import find_run
 
-    run = find_run(args.run, _runs_dir(args))
+    run = find_run(args.run, _runs_dir(args)) if args.run else _newest_active_or_candidates(args)
     _refuse_corrupt(run)
     if args.plain or args.json or args.no_follow or not sys.stdout.isatty():
         from ftwizard.monitoring import follow_run

@@ -60,12 +60,28 @@ def process_memory_gb() -> float:
     return psutil.Process().memory_info().rss / 2**30
 
 
+def _run_config(run: RunDir, cfg):
+    """The run's config (given, or the run folder's copy); None when there is none (a rank's view)."""
+    if cfg is not None:
+        return cfg
+    try:
+        from ftwizard.config import load_config
+
+        return load_config(run.config)
+    except Exception:  # a view without a config only watches
+        return None
+
+
 class RunEvents(TrainerCallback):
-    def __init__(self, run: RunDir, writer: EventWriter, stop_flag: dict[str, Any]):
+    def __init__(self, run: RunDir, writer: EventWriter, stop_flag: dict[str, Any], cfg=None):
         self.run = run
         self.writer = writer
-        self.stop_flag = stop_flag  # {"requested": bool, "reason": str}; set by signal handlers
+        self.stop_flag = stop_flag  # {"requested": bool, "reason": str, "message": str}; signal handlers set it
         self.nan_step: int | None = None
+        self.losses: list[tuple[int, float]] = []  # (step, loss) since this process started, for the divergence guard
+        self.divergence = None  # the first ftwizard.monitoring.Divergence seen
+        self.cfg = _run_config(run, cfg)
+        self.stop_on_divergence = bool(self.cfg is not None and self.cfg.training.stop_on_divergence)
         self._t0 = time.time()
         self._first_step = 0
         self._last_tokens: float | None = None
@@ -124,6 +140,8 @@ class RunEvents(TrainerCallback):
                 self.nan_step = step
                 control.should_training_stop = True
                 self.writer.write("system", event="nan", step=step, loss=loss, grad_norm=grad)
+            else:
+                self._watch_divergence(args, state, control, step, loss)
         elif "train_runtime" in logs:
             summary = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k not in common}
             self.writer.write("system", event="train_end", **summary, **common)
@@ -131,6 +149,36 @@ class RunEvents(TrainerCallback):
             self._last_status = now
             self.run.write_status(step=step, max_steps=state.max_steps, eta_s=eta)
         return control
+
+    def _watch_divergence(self, args, state, control, step: int, loss: float) -> None:
+        """The divergence guard (ftwizard.monitoring.detect_divergence): the first verdict becomes a
+        `divergence` event and a status field; with training.stop_on_divergence the run stops here,
+        saving a checkpoint at this step, and its final message says what to change."""
+        from ftwizard.monitoring import detect_divergence, divergence_fix
+
+        self.losses.append((step, float(loss)))
+        if self.divergence is not None:
+            return
+        t = self.cfg.training if self.cfg is not None else None
+        fix = divergence_fix(t.learning_rate if t else args.learning_rate, t.warmup_ratio if t else None,
+                             t.max_grad_norm if t else args.max_grad_norm,
+                             self.cfg.model.method if self.cfg is not None else None)
+        d = detect_divergence(self.losses, fix=fix)
+        if d is None:
+            return
+        self.divergence = d
+        stopping = self.stop_on_divergence and not self.stop_flag.get("requested")
+        event = d.to_event()
+        self.writer.write("system", **event, stopping=stopping or None)
+        self.run.write_status(divergence=event)
+        if stopping:
+            self.stop_flag.update(requested=True, reason="divergence",
+                                  message=f"stopped at step {step} because the loss diverged ({d.reason}); to fix: "
+                                          f"{d.fix}")
+            control.should_training_stop = True
+            control.should_save = True  # saved in this very step (the Trainer saves after logging)
+            self.run.write_status(state="stopping", step=step)
+            self.writer.write("system", event="stopping", step=step, reason="divergence")
 
     def on_save(self, args, state, control, **kw):
         self.writer.write("system", event="checkpoint", step=state.global_step,

@@ -100,6 +100,9 @@ def start_run(cfg: RunConfig, detach: bool = True, preflight=None, spec: "Launch
         if spec.node_rank > 0:
             cfg = cfg.model_copy(update={"name": node_run_name(cfg.name, spec.node_rank)})
     run = new_run_dir(cfg)
+    from ftwizard.runindex import register
+
+    register(run)  # found later from any folder (ftwizard runs / monitor NAME / the wizard)
     cfg = cfg.model_copy(update={"name": run.name, "runs_dir": run.path.parent.resolve()})
     cfg.save(run.config)
     if spec is not None:

@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             run.write_status(state="failed", message=str(e), ended_at=time.time(), step=e.step)
             return 1
         writer.write("system", event=state)
-        run.write_status(state=state, ended_at=time.time(),
-                         message="stopped on request; `ftwizard resume` continues" if state == "stopped" else None)
+        stopped_msg = stop_flag.get("message") or "stopped on request; `ftwizard resume` continues"
+        run.write_status(state=state, ended_at=time.time(), message=stopped_msg if state == "stopped" else None)
         return 0
     except UserError as e:
         msg = e.what + (f" ({e.where})" if e.where else "") + (f"; {e.fix}" if e.fix else "")
