@@ -56,7 +56,13 @@ class _Row:
 class RunPickerScreen(ReportsWorkerErrors, Screen):
     """`ftwizard runs` in a terminal: pick a run to watch."""
 
-    BINDINGS = [Binding("q", "app.request_quit", "Quit"), Binding("enter", "open", "Watch", show=True)]
+    BINDINGS = [Binding("q", "app.request_quit", "Quit"), Binding("enter", "open", "Watch", show=True),
+                Binding("c", "compare", "Compare")]  # h15: the compare screen (tui/screens/compare.py)
+
+    def action_compare(self) -> None:
+        from ftwizard.tui.screens.compare import open_compare
+
+        open_compare(self)
 
     def __init__(self, runs_dir: Path):
         super().__init__()
