@@ -34,6 +34,7 @@ class Conversation:
     turns: list[dict[str, str]] = field(default_factory=list)
     temperature: float = 0.0
     top_p: float = 1.0
+    max_tokens: int | None = None
 
     def ask(self, text: str) -> list[dict[str, str]]:
         return self.turns + [{"role": "user", "content": text}]
@@ -49,7 +50,7 @@ class Conversation:
         return self.turns[-1]["content"] if self.turns and self.turns[-1]["role"] == "assistant" else ""
 
     def params(self) -> dict:
-        return {"temperature": self.temperature, "top_p": self.top_p}
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
 
 
 def stats_line(st: Stream, cancelled: bool = False) -> str:
@@ -141,9 +142,9 @@ def side_by_side(tuned: str, base: str, tuned_name: str) -> Table:
 
 
 def run_chat(client: ChatClient, *, model: str, has_base: bool, system_prompt: str | None, label: str,
-             console: Console | None = None, input_fn=input) -> int:
+             console: Console | None = None, input_fn=input, max_tokens: int | None = None) -> int:
     console = console or Console(highlight=False)
-    conv = Conversation()
+    conv = Conversation(max_tokens=max_tokens)
     console.print(Text(f"chatting with {model} ({label})", style="bold"))
     console.print(Text(f"system prompt: {system_prompt!r}" if system_prompt else "system prompt: none (the run "
                        "trained without one)", style="dim"))

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "to the last message beside the tuned one; /clear, /temp, /top_p (greedy by default), /quit.",
     )
     _add_target_args(p)
+    p.add_argument("--max-tokens", type=int, default=512, metavar="N", help="longest answer in tokens (default 512)")
     p.set_defaults(handler=cmd_chat)
 
     s = sub.add_parser(
@@ -63,6 +64,10 @@ def cmd_chat(args) -> int:
     from ftwizard.chat.terminal import run_chat
     from ftwizard.serve.launch import start_server
 
+    from ftwizard.errors import UserError
+
+    if args.max_tokens < 1:
+        raise UserError("--max-tokens must be at least 1", where="--max-tokens")
     target = _target(args)
     what = f"{target.name} ({target.label})" if target.kind != "base" else "the base model"
     print(f"loading {what}...", file=sys.stderr, flush=True)
@@ -74,7 +79,7 @@ def cmd_chat(args) -> int:
         client = ChatClient(server.base_url, server.token)
         try:
             return run_chat(client, model=target.name, has_base=target.kind != "base",
-                            system_prompt=target.system_prompt, label=target.label)
+                            system_prompt=target.system_prompt, label=target.label, max_tokens=args.max_tokens)
         finally:
             client.close()
     finally:

@@ -114,3 +114,24 @@ def resolve_target(ref: str, runs_dir: Path, checkpoint: str | None = None, base
         raise UserError(f"no model in {folder}", where="--checkpoint",
                         fix="a folder with adapter_config.json (LoRA/QLoRA) or config.json (a whole model)")
     return ServeTarget(name=run.name, kind=kind, path=str(folder), label=label, **common)
+
+
+def servable_runs(runs_dir: Path) -> list[Path]:
+    """Run folders with a final model (adapter/ or model/), newest first: what the Try step offers."""
+    from ftwizard.rundir import list_runs
+
+    out = []
+    for s in list_runs(Path(runs_dir)):
+        p = Path(runs_dir) / s.name
+        if _kind_of(p / "adapter") == "adapter" or _kind_of(p / "model") == "full":
+            out.append(p)
+    return out
+
+
+def base_target(cfg) -> ServeTarget:
+    """The base model of a config alone (the Try step before any run has finished)."""
+    from ftwizard.export.source import RunSource
+
+    return ServeTarget(name=BASE_ID, base=cfg.model.base, method=cfg.model.method, kind="base", path=None,
+                       label="base", system_prompt=RunSource(None, cfg).training_system_prompt(),  # type: ignore[arg-type]
+                       trust_remote_code=cfg.model.trust_remote_code, device=cfg.training.device)
