@@ -53,6 +53,7 @@ def render_overlay(cmp: dict[str, Any], width: int, height: int) -> Text:
         return Text("(too small to plot)", style="dim")
     import plotext  # ~0.3 s: only when there is something to draw
 
+    plotext.terminal.limit(False, False)  # the size asked for, not clamped to the (absent) terminal's 80 columns
     f = plotext.figure
     f.clear()
     f.theme("colorless")
