@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from ftwizard.commands import compare_cmds
 from ftwizard.commands.argtypes import nonneg_int, port, positive_int
 
 
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_init)
 
     p = sub.add_parser("train", help="train from a config (foreground with progress, or --detach)")
-    p.add_argument("config", help="run config YAML (`ftwizard init` writes one)")
+    p.add_argument("config", nargs="?", help="run config YAML (`ftwizard init` writes one); or --from RUN")
+    compare_cmds.add_from_args(p)  # --from RUN --set KEY=VALUE (h15)
     p.add_argument("--detach", action="store_true", help="run in the background; survives closing the terminal")
     p.add_argument("--name", help="run name (default: method and time)")
     p.add_argument("--runs-dir", help="override runs_dir")
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list runs with state, step, loss and age (every run you started, any folder)")
     p.add_argument("--runs-dir", default=None, help="only the runs in this folder")
     p.add_argument("--json", action="store_true")
+    compare_cmds.add_compare_args(p)  # --compare A B ..., --summary RUN (h15)
     p.set_defaults(handler=cmd_runs)
 
     p = sub.add_parser("monitor", help="follow a run live (full screen; --plain for text lines)")
@@ -125,7 +128,8 @@ def _load_with_overrides(args):
 
     from ftwizard.config import load_config
 
-    return load_config(args.config, overrides={
+    args.config, extra = compare_cmds.config_source(args)  # a file, or --from RUN; --set KEY=VALUE (h15)
+    return load_config(args.config, overrides={**extra, **{k: v for k, v in {
         "name": ("--name", args.name),
         "runs_dir": ("--runs-dir", str(Path(args.runs_dir).resolve()) if args.runs_dir else None),
         "training.max_steps": ("--max-steps", args.max_steps),
@@ -196,11 +200,13 @@ def _all_runs(args):
 
 
 def cmd_runs(args) -> int:
+    if args.compare or args.summary:  # h15
+        return compare_cmds.cmd_compare(args) if args.compare else compare_cmds.cmd_summary(args)
     runs = _all_runs(args)
     if args.json:
         import json
 
-        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        print(json.dumps([dict(r.to_dict(), **compare_cmds.run_json_fields(r.path)) for r in runs], indent=2))
         return 0
     if sys.stdout.isatty() and runs:
         try:
