@@ -157,10 +157,34 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
         rule_fn(ctx)
     lap("rules", t)
 
+    report.train_lengths = list(ctx.train.lengths) if ctx.train is not None and ctx.train.lengths else None
+    report.eval_lengths = list(ctx.eval.lengths) if ctx.eval is not None and ctx.eval.lengths else None
     report.facts = _facts(ctx, timings)
+    _walltime(ctx, report)
     report.estimate = ctx.estimate.to_dict() if ctx.estimate is not None else None
     report.elapsed_s = time.perf_counter() - t0
     return report
+
+
+def _walltime(ctx: g.Context, report: Report) -> None:
+    """Wall time on this machine when its speed was measured (ftwizard.hardware.walltime); never fails a check."""
+    if ctx.target is None or (ctx.target.kind == "gpu" and ctx.target.gpu is not None
+                              and ctx.target.gpu.source != "detected"):
+        return  # planning for another GPU: this machine's measurement says nothing about it
+    try:
+        from ftwizard.hardware.walltime import estimate_walltime
+
+        wt = estimate_walltime(ctx.cfg, report.train_lengths, ctx.rows, eval_lengths=report.eval_lengths)
+    except Exception:  # noqa: BLE001 - a missing model shape or an odd cache: no time, the rest stands
+        wt = None
+    if wt is not None:
+        report.facts["walltime"] = {"seconds": round(wt.seconds, 1), "s_per_step": round(wt.s_per_step, 3),
+                                    "steps": wt.steps, "text": wt.text, "device": wt.device,
+                                    "measured_at": wt.calibration.get("measured_at"),
+                                    "load_avg": wt.calibration.get("load_avg")}
+    else:
+        report.skipped.append("wall time: this machine's speed is not measured yet "
+                              "(`python -m ftwizard.hardware.walltime CONFIG`, or the wizard's Train step)")
 
 
 def _model_unavailable(ctx: g.Context, e: UserError) -> None:

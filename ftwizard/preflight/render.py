@@ -30,7 +30,9 @@ def summary_line(report: Report) -> str:
     if f.get("peak_bytes") is not None:
         mem = tgt.get("memory_bytes")
         parts.append(f"peak ~{_gib(f['peak_bytes'])}" + (f" of {_gib(mem)} ({f['verdict'].replace('_', ' ')})" if mem else ""))
-    if f.get("time_s"):
+    if f.get("walltime"):  # measured on this machine (ftwizard.hardware.walltime)
+        parts.append(f["walltime"]["text"])
+    elif f.get("time_s"):
         t = f["time_s"]
         when = f"~{t / 3600:.1f} h" if t >= 3600 else f"~{max(1, round(t / 60))} min"
         parts.append(when + (f", ${f['cost']:.2f}" if f.get("cost") is not None else ""))

@@ -61,6 +61,9 @@ class Report:
     estimate: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    # exact token lengths of the usable rows (not in the JSON: the wall-time estimate reads them)
+    train_lengths: list[int] | None = field(default=None, repr=False)
+    eval_lengths: list[int] | None = field(default=None, repr=False)
 
     def add(self, f: Finding) -> Finding:
         self.findings.append(f)

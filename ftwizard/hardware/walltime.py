@@ -1,0 +1,336 @@
+"""Wall time on this machine, CPU included, from measured throughput.
+
+The GPU estimate divides FLOPs by a catalog peak x utilisation; a CPU has no such number,
+and a shared machine's speed is whatever it is today. So the speed is measured: a probe
+runs the real trainer for a few micro-batches of the run's own model, method and data
+(`calibrate`, a subprocess, ~20-60 s on a CPU) and stores what one second buys here:
+
+    rate      FLOPs per second through the trainer (the throughput model's FLOPs per token,
+              ftwizard.hardware.throughput, over the measured seconds per micro-batch)
+    startup   seconds from launching the trainer to its first step (imports, model, data)
+
+in `<cache>/walltime.json`, keyed by device (CPU model and core count, or GPU name) and
+method. `estimate_walltime` then prices any plan of that method on that device:
+
+    time = startup + micro-batches x FLOPs per micro-batch / rate
+                   + evaluations x eval rows x FLOPs per eval row / rate
+
+A probe measured the run's own shapes exactly; a different batch size or length is scaled
+by FLOPs (CPU matrix throughput changes a little with size: the error is reported in
+docs/benchmarks.md). Light: no torch here; only `calibrate` starts a process that has it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+PROBE_STEPS = 4          # micro-batches the probe trains; the first (warm-up) is not timed
+CACHE_FILE = "walltime.json"
+STALE_S = 30 * 86400     # re-measure after a month (drivers, library versions change)
+
+
+@dataclass
+class Calibration:
+    device: str               # "cpu: <model> x<cores>" or "cuda: <gpu name>"
+    method: str
+    model: str
+    rate_flops_s: float       # FLOPs per second through the trainer
+    startup_s: float          # launch to first step
+    s_per_microbatch: float   # as measured, on the probe's shapes
+    flops_per_microbatch: float
+    measured_at: float
+    load_avg: float | None    # 1-minute load average while measuring (a shared machine is slower when loaded)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class WallTime:
+    seconds: float
+    startup_s: float
+    train_s: float
+    eval_s: float
+    steps: int
+    micro_batches: int
+    s_per_step: float
+    device: str
+    calibration: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """One line for a plan: "about 12 min on this CPU (measured: 3.1 s per step)"."""
+        where = "this CPU" if self.device.startswith("cpu") else "this GPU"
+        return f"about {fmt_minutes(self.seconds)} on {where} (measured here: {self.s_per_step:.1f} s per step)"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["text"] = self.text
+        return d
+
+
+def fmt_minutes(s: float) -> str:
+    if s < 90:
+        return f"{max(1, round(s / 10) * 10):.0f} s"
+    m = s / 60
+    if m < 90:
+        return f"{round(m):.0f} min"
+    return f"{m / 60:.1f} h"
+
+
+# ---- which device --------------------------------------------------------------------------
+def device_key(cfg) -> str:
+    """The device a run of `cfg` trains on, as a cache key (NVML for GPUs: no torch import)."""
+    if cfg.training.device != "cpu":
+        try:
+            from ftwizard.hardware.gpus import detect
+
+            d = detect()
+            if d.gpus:
+                return f"cuda: {d.gpus[0].name}"
+        except Exception:  # noqa: BLE001 - no NVML: a CPU run
+            pass
+    return f"cpu: {_cpu_name()} x{os.cpu_count() or 1}"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---- the cache -----------------------------------------------------------------------------
+def _cache_path() -> Path:
+    from ftwizard.paths import cache_dir
+
+    return cache_dir() / CACHE_FILE
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _key(device: str, method: str) -> str:
+    return f"{device} | {method}"
+
+
+def load_calibration(cfg) -> Calibration | None:
+    """The stored measurement for this device and method (None: not measured, or stale)."""
+    entry = _read_cache().get(_key(device_key(cfg), cfg.model.method))
+    if not isinstance(entry, dict):
+        return None
+    try:
+        cal = Calibration(**entry)
+    except TypeError:
+        return None
+    if time.time() - cal.measured_at > STALE_S or cal.rate_flops_s <= 0:
+        return None
+    return cal
+
+
+def save_calibration(cal: Calibration) -> None:
+    from filelock import FileLock
+
+    from ftwizard.fileio import atomic_write_text
+
+    p = _cache_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(p) + ".lock", timeout=30):
+        data = _read_cache()
+        data[_key(cal.device, cal.method)] = cal.to_dict()
+        atomic_write_text(p, json.dumps(data, indent=1))
+
+
+# ---- the model -----------------------------------------------------------------------------
+def _tokens_per_row(lengths: list[int] | None, batch: int, max_length: int, packing: bool) -> float:
+    from ftwizard.hardware.throughput import expected_padded_length
+
+    if packing:
+        return float(max_length)
+    if not lengths:
+        return max_length / 2  # unknown data: half the max length (said by `source`)
+    return expected_padded_length(list(lengths), batch, max_length)
+
+
+def flops_per_microbatch(cfg, lengths: list[int] | None, *, eval_only: bool = False) -> float:
+    """Training FLOPs of one micro-batch of `cfg` (forward + backward as the throughput model
+    counts them), or, with eval_only, of one forward pass over one eval row."""
+    from ftwizard.hardware.shapes import resolve_shape
+    from ftwizard.hardware.throughput import forward_flops_per_token, passes
+
+    shape = resolve_shape(cfg.model.base)
+    t = cfg.training
+    per_row = _tokens_per_row(lengths, t.batch_size, cfg.data.max_length, cfg.data.packing)
+    seq = min(cfg.data.max_length, max(1, int(round(per_row))))
+    fwd = forward_flops_per_token(shape, seq)
+    if eval_only:
+        return per_row * fwd
+    return t.batch_size * per_row * fwd * passes(cfg.model.method, t.gradient_checkpointing)
+
+
+def _n_evals(cfg, steps: int, has_eval: bool) -> int:
+    if not has_eval:
+        return 0
+    every = cfg.training.eval_every
+    if not every:
+        return 1  # once at the end
+    return steps // every + (1 if steps % every else 0)  # the Trainer evaluates every N steps and at the end
+
+
+def estimate_walltime(cfg, lengths: list[int] | None, rows: int | None = None, *, eval_lengths: list[int] | None = None,
+                      max_steps: int | None = None, calibration: Calibration | None = None) -> WallTime | None:
+    """Seconds for a run of `cfg` on this machine (None until the device and method are calibrated).
+
+    lengths: token counts of the training rows (the pre-flight's exact counts); rows defaults to
+    their number. max_steps: price a pilot (or any cap) instead of the config's plan."""
+    from ftwizard.advice import training_plan
+
+    cal = calibration or load_calibration(cfg)
+    if cal is None:
+        return None
+    rows = rows if rows is not None else (len(lengths) if lengths else None)
+    if max_steps is not None:
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": max_steps})})
+    plan = training_plan(cfg, rows)
+    if not plan.steps:
+        return None
+    micro = plan.steps * cfg.training.gradient_accumulation
+    train_s = micro * flops_per_microbatch(cfg, lengths) / cal.rate_flops_s
+    n_eval_rows = len(eval_lengths) if eval_lengths else 0
+    eval_s = 0.0
+    if n_eval_rows:
+        eval_s = (_n_evals(cfg, plan.steps, True) * n_eval_rows * flops_per_microbatch(cfg, eval_lengths, eval_only=True)
+                  / cal.rate_flops_s)
+    total = cal.startup_s + train_s + eval_s
+    return WallTime(seconds=total, startup_s=cal.startup_s, train_s=train_s, eval_s=eval_s, steps=plan.steps,
+                    micro_batches=micro, s_per_step=train_s / plan.steps, device=cal.device,
+                    calibration=cal.to_dict())
+
+
+def plan_times(cfg, pilot_steps: int | None = None, report=None) -> dict[str, Any]:
+    """What the wizard's plan panel shows: {"full": WallTime|None, "pilot": WallTime|None,
+    "calibrated": bool, "device": str}. Uses the exact token lengths of a pre-flight `report`
+    (made with data="lint" or "cached"); makes a cached check when none is given."""
+    if report is None:
+        from ftwizard.preflight import run_check
+
+        report = run_check(cfg, data="cached")
+    lengths = getattr(report, "train_lengths", None)
+    eval_lengths = getattr(report, "eval_lengths", None)
+    rows = report.facts.get("rows") if report.facts else None
+    cal = load_calibration(cfg)
+    full = estimate_walltime(cfg, lengths, rows, eval_lengths=eval_lengths, calibration=cal) if cal else None
+    pilot = (estimate_walltime(cfg, lengths, rows, eval_lengths=eval_lengths, max_steps=pilot_steps, calibration=cal)
+             if cal and pilot_steps else None)
+    return {"full": full, "pilot": pilot, "calibrated": cal is not None, "device": device_key(cfg)}
+
+
+# ---- the probe -----------------------------------------------------------------------------
+def probe_config(cfg):
+    """The run's config cut to a probe: PROBE_STEPS optimizer steps of one micro-batch each, no
+    evaluation, no checkpoints, in a throw-away folder."""
+    upd = {"max_steps": PROBE_STEPS, "gradient_accumulation": 1, "eval_every": 0, "save_every": 0, "log_every": 1,
+           "stop_on_divergence": False}
+    if "report_to" in type(cfg.training).model_fields:
+        upd["report_to"] = []  # a probe is not an experiment: no tracker sees it
+    out = {"training": cfg.training.model_copy(update=upd), "data": cfg.data.model_copy(update={"eval": None}),
+           "name": "walltime-probe"}
+    if "notify" in type(cfg).model_fields:  # nor does anyone get a "completed" message for it
+        out["notify"] = type(cfg.notify)(url=None, events=[])
+    return cfg.model_copy(update=out)
+
+
+def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
+    """Measure this machine: run the real trainer on a probe of `cfg` (its model, method, data and
+    micro-batch), time its steps, store and return the calibration. Raises UserError on failure."""
+    from ftwizard.errors import UserError
+    from ftwizard.rundir import EventReader, RunDir
+
+    probe = probe_config(cfg)
+    with tempfile.TemporaryDirectory(prefix="ftwizard-probe-") as tmp:
+        run = RunDir(Path(tmp) / "walltime-probe")
+        run.path.mkdir()
+        probe = probe.model_copy(update={"runs_dir": Path(tmp)})
+        probe.save(run.config)
+        run.write_status(state="starting", pid=None, started_at=time.time(), step=0)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        t0 = time.time()
+        with open(run.log, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "ftwizard.training.worker", str(run.path)],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    cwd=str(run.path))
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise UserError(f"the speed probe took longer than {timeout_s:.0f} s", fix="try again when the machine "
+                            "is less busy") from None
+        events = EventReader(run.events).read_new()
+        begin = next((e for e in events if e.get("event") == "train_begin"), None)
+        steps = {e["step"]: e for e in events if e.get("kind") == "train" and isinstance(e.get("step"), int)}
+        if rc != 0 or begin is None or len(steps) < 2:
+            tail = run.log.read_text(errors="replace").strip().splitlines()[-3:] if run.log.exists() else []
+            raise UserError("the speed probe did not finish: " + (" | ".join(tail) or f"exit code {rc}"))
+        first, last = min(steps), max(steps)
+        s_per_mb = (steps[last]["elapsed_s"] - steps[first]["elapsed_s"]) / (last - first)
+        startup = begin["time"] - t0 + steps[first]["elapsed_s"] - s_per_mb  # launch to the end of step 0
+        load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    lengths = _train_lengths(cfg)
+    fpm = flops_per_microbatch(probe, lengths)
+    cal = Calibration(device=device_key(cfg), method=cfg.model.method, model=cfg.model.base,
+                      rate_flops_s=fpm / max(s_per_mb, 1e-6), startup_s=max(0.0, startup),
+                      s_per_microbatch=s_per_mb, flops_per_microbatch=fpm, measured_at=time.time(),
+                      load_avg=round((load0 + load1) / 2, 2) if load0 is not None else None)
+    save_calibration(cal)
+    return cal
+
+
+def _train_lengths(cfg) -> list[int] | None:
+    """Exact token lengths of the training rows from the pre-flight (lints once, then cached)."""
+    from ftwizard.preflight import run_check
+
+    rep = run_check(cfg, data="lint")
+    return getattr(rep, "train_lengths", None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ftwizard.hardware.walltime CONFIG`: measure this machine for CONFIG and print the plan's time."""
+    import argparse
+
+    from ftwizard.config import load_config
+
+    p = argparse.ArgumentParser(prog="python -m ftwizard.hardware.walltime")
+    p.add_argument("config")
+    p.add_argument("--pilot-steps", type=int)
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    cal = calibrate(cfg)
+    times = plan_times(cfg, args.pilot_steps)
+    out = {"calibration": cal.to_dict(), "full": times["full"].to_dict() if times["full"] else None,
+           "pilot": times["pilot"].to_dict() if times["pilot"] else None}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
