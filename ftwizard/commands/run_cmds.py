@@ -133,7 +133,7 @@ def _load_with_overrides(args):
         "name": ("--name", args.name),
         "runs_dir": ("--runs-dir", str(Path(args.runs_dir).resolve()) if args.runs_dir else None),
         "training.max_steps": ("--max-steps", args.max_steps),
-    })
+    }.items() if v[1] is not None}})
 
 
 def cmd_train(args) -> int:
