@@ -37,10 +37,14 @@ def test_plan_models_all_best_final(tmp_path):
     cfg = load_config(tiny_config(tmp_path))
     run = _run_with_checkpoints(tmp_path, [10, 20, 30], 30, {10: 1.2, 20: 0.9, 30: 1.0})
     ids = lambda models: [m["id"] for m in models]  # noqa: E731
-    assert ids(launch.plan_models(cfg, run, "all")) == ["base", "checkpoint-10", "checkpoint-20", "final"]
-    assert ids(launch.plan_models(cfg, run, "best")) == ["base", "checkpoint-20", "final"]
+    # the base + k-shot row is planned by default (evaluation.few_shot, 3) when the training file exists
+    assert ids(launch.plan_models(cfg, run, "all")) == ["base", "base-3shot", "checkpoint-10", "checkpoint-20",
+                                                         "final"]
+    assert ids(launch.plan_models(cfg, run, "best", few_shot=0)) == ["base", "checkpoint-20", "final"]
     assert ids(launch.plan_models(cfg, run, "final", few_shot=2)) == ["base", "base-2shot", "final"]
-    assert ids(launch.plan_models(cfg, run, "all", baseline_only=True)) == ["base"]
+    assert ids(launch.plan_models(cfg, run, "all", baseline_only=True)) == ["base", "base-3shot"]
+    no_train = cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": tmp_path / "gone.jsonl"})})
+    assert ids(launch.plan_models(no_train, run, "final")) == ["base", "final"]  # no rows to show: no k-shot row
     final = launch.plan_models(cfg, run, "final")[-1]
     assert final["kind"] == "adapter" and final["path"] == str(run.adapter) and final["step"] == 30
 
@@ -55,6 +59,17 @@ def test_spec_refuses_training_file_and_missing_eval(tmp_path):
         launch.make_spec(no_eval, models, run=None, eval_file=None, max_samples=None, batch_size=None)
     spec = launch.make_spec(cfg, models, run=None, eval_file=None, max_samples=3, batch_size=None)
     assert spec["eval_file"] == str(cfg.data.eval) and spec["max_samples"] == 3
+    assert spec["task"] == "label" and spec["metric"] is None
+    spec = launch.make_spec(cfg, models, run=None, eval_file=None, max_samples=3, batch_size=None, metric="accuracy")
+    assert spec["metric"] == "accuracy"
+    with pytest.raises(UserError, match="does not apply") as e:
+        launch.make_spec(cfg, models, run=None, eval_file=None, max_samples=3, batch_size=None, metric="rouge_l")
+    assert "accuracy, macro_f1, exact_match, eval_loss" in e.value.fix
+    math_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"task_type": "math"})})
+    assert launch.make_spec(math_cfg, models, run=None, eval_file=None, max_samples=3, batch_size=None)["task"] == "math"
+    scored = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"scorer": "mine:check"})})
+    spec = launch.make_spec(scored, models, run=None, eval_file=None, max_samples=3, batch_size=None)
+    assert spec["scorer"] == "mine:check" and spec["metric"] == "custom:check"  # your scorer leads unless told
 
 
 def test_samples_split_prompt_and_reference_with_system_prompt(tmp_path):
