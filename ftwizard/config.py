@@ -11,6 +11,7 @@ all linear projections, LR 2e-4, cosine, warmup ~5 %, 1-3 epochs, grad norm 1.0.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -212,7 +213,7 @@ def validation_message(err: ValidationError, source: str, labels: dict[str, str]
         elif e["type"] == "missing":
             lines.append(f"{shown}: required but missing")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
+            msg = re.sub(r" for <class '[\w.]+'>", "", e["msg"].removeprefix("Value error, "))
             lines.append(f"{shown}: found {_found(e.get('input'))}; {msg[0].lower()}{msg[1:]}")
     cli = bool(from_cli) and all(from_cli)
     return UserError(

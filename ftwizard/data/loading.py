@@ -529,9 +529,13 @@ def _rows_of(value: Any, path: Path) -> list:
             fix="save the rows as a JSON array, or as JSONL (one object a line)",
         )
     raise UserError(
-        f"the JSON file holds a {type(value).__name__}, not a list of rows", where=str(path),
+        f"the JSON file holds a single {_json_kind(value)}, not a list of rows", where=str(path),
         fix="save the rows as a JSON array, or as JSONL (one object a line)",
     )
+
+
+def _json_kind(value: Any) -> str:
+    return {str: "string", bool: "true/false", type(None): "null"}.get(type(value), "number")
 
 
 class _LineDecoder:

@@ -40,6 +40,12 @@ def load_tokenizer(base: str = EMBEDDED, trust_remote_code: bool = False):
     hf_logging.set_verbosity_error()
     path = Path(base).expanduser()
     local = path.exists()
+    from ftwizard.models.resolve import looks_like_path
+
+    if not local and looks_like_path(base):
+        raise UserError("model folder not found", where=base,
+                        fix="give an existing folder (holding tokenizer.json), a hub id already in the cache "
+                            "(owner/name), or --model embedded")
     if local and not path.is_dir():
         raise UserError("the model path is a file, not a model folder", where=base, fix="pass the folder holding tokenizer.json")
     source = str(path) if local else base

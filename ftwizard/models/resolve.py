@@ -14,6 +14,13 @@ def is_offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def looks_like_path(base: str) -> bool:
+    """Whether a model reference names a folder rather than a hub id (owner/name): absolute,
+    relative (./ ../ ~), or with more than one '/'. Such a reference is never sent to a hub."""
+    return Path(base).expanduser().is_absolute() or base.startswith((".", "~")) or base.count("/") != 1 \
+        or "\\" in base
+
+
 def resolve_base(base: str, log=print) -> str:
     """A local folder for `base`: the embedded cache, a local path, or a hub snapshot."""
     if base == EMBEDDED:
@@ -26,7 +33,7 @@ def resolve_base(base: str, log=print) -> str:
             raise UserError(f"{p} has no config.json, so it is not a transformers model folder",
                             where="model.base", fix="point model.base at the folder that holds config.json")
         return str(p.resolve())
-    if p.is_absolute() or base.startswith((".", "~")) or base.count("/") != 1:
+    if looks_like_path(base):
         raise UserError(f"model folder not found: {base}", where="model.base",
                         fix="give an existing folder, a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct, or 'embedded'")
     from huggingface_hub import snapshot_download
