@@ -111,3 +111,26 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
     if system_prompt and not any(m["role"] == "system" for m in msgs):
         msgs.insert(0, {"role": "system", "content": system_prompt})
     return msgs
+
+
+def user_field(fmt: str | None, messages: list[dict] | None, i: int) -> str:
+    """Where turn `i` of the converted conversation lives in the user's own row, in its own keys.
+
+    An Alpaca row's answer is `output`, not `messages[1].content`; a ShareGPT turn is
+    `conversations[i].value`. A system prompt that came from --system-prompt / data.system_prompt
+    (not in the row) is named as such. `i` may be negative (-1: the last turn).
+    """
+    n = len(messages) if messages else None
+    role = messages[i]["role"] if messages and -n <= i < n else ("assistant" if i == -1 else "system" if i == 0 else None)
+    if fmt in (None, "messages"):
+        return f"messages[{i}].content"
+    if fmt == "sharegpt":
+        return f"conversations[{i}].value"
+    if fmt == "alpaca":
+        return {"system": "system", "user": "instruction", "assistant": "output"}.get(role, "instruction")
+    if fmt == "prompt_completion":
+        return "completion" if role == "assistant" else "prompt"
+    if fmt == "text":
+        return "text"
+    return f"messages[{i}].content"
+

@@ -26,6 +26,7 @@ from ftwizard.data import stats as stats_mod
 from ftwizard.data.batchwork import BatchWorker
 from ftwizard.data.checks import check_row
 from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates
+from ftwizard.data.formats import user_field
 from ftwizard.data.pii import LABEL as PII_LABEL
 from ftwizard.data.guidance import GENERIC_MINIMUM, rate_count
 from ftwizard.data.loading import Record, check_readable, file_kind, iter_records, snippet
@@ -268,6 +269,7 @@ class Linter:
             self._row_semantics(v)
         if self.counter is not None and self.eos_checked < EOS_CHECK_ROWS:
             self._check_eos(chats[: EOS_CHECK_ROWS - self.eos_checked])
+        self._batch_rows = {v.row: v for v in batch}  # to name PII fields in the row's own keys
         self._merge(self.worker.run([(v.row, v.messages, v.text) for v in batch]))
 
     def _merge(self, res) -> None:
@@ -296,6 +298,7 @@ class Linter:
             near_mask.append(first is None)
             while nxt is not None and nxt[0] == row:
                 _, kind, fieldname, masked, ctx = nxt
+                fieldname = self._user_field(row, fieldname)
                 self.add(f"pii.{kind}", row, f"{PII_LABEL[kind]}: {masked}", fieldname, ctx)
                 nxt = next(pii, None)
             if self.decontam is not None:
@@ -303,6 +306,20 @@ class Linter:
         if self.near is not None and res.sig is not None:
             mask = np.asarray(near_mask, dtype=bool)
             self.near.add_signatures(np.asarray(res.rows)[mask], res.sig[mask], res.bands[mask])
+
+    def _main_fmt(self) -> str | None:
+        return self.formats.most_common(1)[0][0] if self.formats else None
+
+    def _user_field(self, row: int, fieldname: str | None) -> str | None:
+        """messages[i].content of a converted row -> the key the user's file has (see formats.user_field)."""
+        v = getattr(self, "_batch_rows", {}).get(row)
+        if v is None or not fieldname or not fieldname.startswith("messages[") or v.fmt == "messages":
+            return fieldname
+        try:
+            i = int(fieldname[len("messages["):fieldname.index("]")])
+        except ValueError:
+            return fieldname
+        return user_field(v.fmt, v.messages, i)
 
     def _check_eos(self, chats: list[_Valid]) -> None:
         from ftwizard.data.template import TemplateError, assistant_spans
@@ -318,7 +335,7 @@ class Linter:
                 continue
             for sp in spans:
                 if not sp.closed:
-                    self.eos_bad.append((v.row, f"messages[{sp.message_index}]"))
+                    self.eos_bad.append((v.row, user_field(v.fmt, v.messages, sp.message_index)))
                     break
 
     def _row_semantics(self, v: _Valid) -> None:
@@ -343,7 +360,7 @@ class Linter:
                     hit = next((t for t in self.specials if t in c), None)
                     if hit:
                         self.add("content.special_token", v.row, f"{m['role']} text contains the special token {hit}",
-                                 f"messages[{i}].content", snippet(c, c.find(hit)))
+                                 user_field(v.fmt, v.messages, i), snippet(c, c.find(hit)))
 
     def _output(self, row: int, answer: str) -> None:
         if self.labels_possible:
@@ -450,14 +467,14 @@ class Linter:
         if self.no_system[0] > main_n:
             for text, (n, row) in variants:
                 self.add("system.inconsistent", row, f"{n:,} row(s) have a system prompt while {self.no_system[0]:,} have none",
-                         "messages[0]", snippet(text))
+                         user_field(self._main_fmt(), None, 0), snippet(text))
             return
         for text, (n, row) in variants[1:10]:
             self.add("system.inconsistent", row, f"system prompt used by {n:,} row(s) differs from the one in {main_n:,} rows "
-                     f"(first at row {main_row})", "messages[0]", snippet(text))
+                     f"(first at row {main_row})", user_field(self._main_fmt(), None, 0), snippet(text))
         if self.no_system[0]:
             self.add("system.inconsistent", self.no_system[1], f"{self.no_system[0]:,} row(s) have no system prompt while "
-                     f"{main_n:,} rows do", "messages[0]")
+                     f"{main_n:,} rows do", user_field(self._main_fmt(), None, 0))
 
     def _labels_report(self) -> None:
         groups: list[tuple[str, Counter, str]] = []  # (what, counts, prefix of label_first keys)
@@ -484,7 +501,7 @@ class Linter:
             return  # most outputs are not JSON: nothing to hold them to
         for row, why in self.json_failures:
             self.add("output.json_invalid", row, f"the assistant output is not valid JSON ({why}) while "
-                     f"{self.json_outputs:,} of {attempts:,} outputs are", "messages[-1].content")
+                     f"{self.json_outputs:,} of {attempts:,} outputs are", user_field(self._main_fmt(), None, -1))
         if self.json_failure_count > len(self.json_failures):
             self.counts["output.json_invalid"] += self.json_failure_count - len(self.json_failures)
 
