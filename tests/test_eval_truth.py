@@ -74,6 +74,10 @@ def test_math_verdict_follows_answers_when_rouge_rises(tmp_path):
     assert s["best"]["answer_accuracy"] == "base" and s["best"]["rouge_l"] == "final"
     text = render(verdict_text(s))
     assert "-40 pts (95% CI" in text
+    (tmp_path / "judge.json").write_text(json.dumps({"text": "judge (pairwise): final wins 3, base 20, ties 7"}))
+    s = build_summary(tmp_path)
+    assert [m["id"] for m in s["models"]] == ["base", "final"]  # judge.json is not a model
+    assert "judge (pairwise): final wins 3" in render(verdict_text(s), 200)
 
 
 def test_final_answer_extraction():

@@ -28,6 +28,7 @@
     samples          [{row, input, reference, base, base_correct, kshot, kshot_label, kshot_correct,
                        tuned, tuned_correct}]
     missing          model ids planned but without a result yet
+    judge            the LLM judge's judge.json (when one is configured; its `text` is shown), or null
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ STOP_WARNING = 0.8     # ... or ending its turn in fewer than this share
 def load_results(eval_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for p in sorted(Path(eval_dir).glob("*.json")):
-        if p.name in ("summary.json", "spec.json", "status.json"):
+        if p.name in ("summary.json", "spec.json", "status.json", "judge.json"):
             continue
         try:
             res = json.loads(p.read_text())
@@ -302,7 +303,17 @@ def build_summary(eval_dir: Path, planned: list[str] | None = None, primary: str
                               if k in ("field_accuracy", "confusion", "field_kinds")} for r in ordered},
         "samples": samples,
         "missing": [p for p in (planned or []) if p not in results],
+        "judge": _judge(eval_dir),
     }
+
+
+def _judge(eval_dir: Path) -> dict[str, Any] | None:
+    """The LLM judge's result (evaluation/judge.py writes judge.json when a judge is configured)."""
+    try:
+        j = json.loads((Path(eval_dir) / "judge.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return j if isinstance(j, dict) else None
 
 
 def _samples(results, base_res, best_ckpt, bases) -> list[dict[str, Any]]:

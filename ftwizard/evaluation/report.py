@@ -127,6 +127,9 @@ def verdict_text(summary: dict[str, Any]) -> Text:
                    f"{fmt_margin('probe_score', p['margin'])} (95% CI {fmt_margin('probe_score', p['low'])} to "
                    f"{fmt_margin('probe_score', p['high'])}, {p['n']} prompts): "
                    f"{'inside the noise' if p['status'] == 'inconclusive' else p['status']}\n", style="dim")
+    judge = summary.get("judge")
+    if isinstance(judge, dict) and judge.get("text"):
+        out.append(f"  {judge['text']}\n")
     for w in summary.get("warnings", []):
         if v and w == v.get("text"):
             continue
