@@ -43,6 +43,8 @@ async def test_train_step_starts_a_real_run_and_stops_it(tmp_path, monkeypatch, 
     app = app_for_tests(config=str(config), runs_dir=tmp_path / "runs")
     async with app.run_test(size=(100, 32)) as pilot:
         step = await go_to(pilot, "Train")
+        await wait_for(pilot, lambda: step.report is not None and not step.checking, timeout=180)
+        assert step.report.ok, [f.message for f in step.report.errors]   # 16 clean rows: warnings at most
         await pilot.press("t")
         await wait_for(pilot, lambda: step.monitor is not None, timeout=120)
         mon = step.monitor
@@ -50,7 +52,7 @@ async def test_train_step_starts_a_real_run_and_stops_it(tmp_path, monkeypatch, 
         assert mon.watch.latest["loss"] > 0 and mon.watch.state == "running"
         await pilot.pause(0.6)
         assert "running" in text_of(mon.query_one("#mon-head"))
-        assert app.active_runs() == [mon.run.name]
+        assert app.active_runs() == [(mon.run.name, str(mon.run.path.resolve()))]
         await pilot.press("s")                                                          # graceful stop
         await wait_for(pilot, lambda: mon.watch.state in FINAL_STATES, timeout=300)
         assert mon.watch.state == "stopped", mon.watch.log_tail[-10:]

@@ -34,8 +34,9 @@ def available_steps() -> list[type]:
     from ftwizard.tui.screens.evaluate import EvaluateStep
     from ftwizard.tui.screens.export import ExportStep
     from ftwizard.tui.screens.model import ModelStep
+    from ftwizard.tui.screens.try_ import TryStep
 
-    return [DecideStep, ModelStep, DataStep, HyperparamsStep, TrainStep, EvaluateStep, ExportStep]
+    return [DecideStep, ModelStep, DataStep, HyperparamsStep, TrainStep, EvaluateStep, TryStep, ExportStep]
 
 
 class WizardScreen(Screen):
@@ -144,7 +145,7 @@ class WizardApp(App[int]):
         self.notify(f"theme: {self.theme}", timeout=2)
 
     # ---- config ------------------------------------------------------------------
-    def action_save_config(self) -> None:
+    def action_save_config(self, then_quit: bool = False) -> None:
         def done(path: Path | None) -> None:
             if path is None:
                 return
@@ -153,31 +154,46 @@ class WizardApp(App[int]):
             except OSError as e:
                 self.push_screen(ErrorScreen("Could not save the config", f"{path}: {e.strerror or e}"))
                 return
-            self.notify(f"Saved {saved}. Train from it: ftwizard train {saved}")
+            self.notify(f"Saved {saved.resolve()}. Train from it: ftwizard train {saved}")
+            if then_quit:
+                self._quit(self.active_runs())
 
         self.push_screen(SaveConfigScreen(self.state.default_save_path()), done)
 
     # ---- quitting ----------------------------------------------------------------
-    def active_runs(self) -> list[str]:
-        names = []
+    def active_runs(self) -> list[tuple[str, str]]:
+        """(name, absolute folder) of every run shown here that is still training. Cheap: no file is read."""
+        out: list[tuple[str, str]] = []
         for screen in self.screen_stack:
             for mon in screen.query(RunMonitor):
-                if mon.watch.active and mon.run.name not in names:
-                    names.append(mon.run.name)
-        return names
+                if mon.watch.active and all(mon.run.name != n for n, _p in out):
+                    out.append((mon.run.name, str(mon.run.path.expanduser().resolve())))
+        return out
 
     def action_request_quit(self) -> None:
-        names = self.active_runs()
-        if not names:
+        """The dialog shows at once (nothing slow runs before it): runs keep training, answers may be saved."""
+        if isinstance(self.screen, QuitScreen):
+            return
+        runs = self.active_runs()
+        unsaved = self.mode == "wizard" and self.state.unsaved()
+        if not runs and not unsaved:
             self.exit(0)
             return
 
-        def done(quit_: bool | None) -> None:
-            if quit_:
-                self.exit(0, message=f"Run {', '.join(names)} keeps training in the background. "
-                                     f"Re-attach: ftwizard monitor {names[0]}")
+        def done(choice: str | None) -> None:
+            if choice == "save":
+                self.action_save_config(then_quit=True)
+            elif choice == "quit":
+                self._quit(runs)
 
-        self.push_screen(QuitScreen(names), done)
+        self.push_screen(QuitScreen(runs, unsaved=unsaved), done)
+
+    def _quit(self, runs: list[tuple[str, str]]) -> None:
+        if runs:
+            self.exit(0, message=f"Run {', '.join(n for n, _p in runs)} keeps training in the background "
+                                 f"({runs[0][1]}). Re-attach: ftwizard monitor {runs[0][0]}")
+        else:
+            self.exit(0)
 
     # ---- one place for worker failures (see ftwizard.tui.workers) ------------------------
     def report_worker_error(self, worker: Worker) -> None:

@@ -115,6 +115,7 @@ class RunWatch:
     log_tail: list[str] = field(default_factory=list)
     events_read: int = 0
     nan_step: int | None = None
+    divergence: dict | None = None  # the trainer's "divergence" system event (ftwizard.monitoring)
     _tps: deque = field(default_factory=lambda: deque(maxlen=200))
     _train_at_eval: list[tuple[float, float]] = field(default_factory=list)  # (eval_loss, train loss then)
     _log_size: int = -1
@@ -177,6 +178,8 @@ class RunWatch:
             self.system.append(e)
             if e.get("event") == "nan" and self.nan_step is None and step is not None:
                 self.nan_step = int(step)
+            if e.get("event") == "divergence":
+                self.divergence = e
 
     def _read_log(self) -> bool:
         try:
@@ -246,6 +249,10 @@ class RunWatch:
         if self.nan_step is not None:
             out.append(Warning_("nan", f"loss or gradient became NaN/inf at step {self.nan_step}: lower the "
                                        "learning rate, check the data, or use fp32/bf16 instead of fp16"))
+        div = self.divergence or (self.status.get("divergence") if isinstance(self.status.get("divergence"), dict)
+                                  else None)
+        if div:
+            out.append(Warning_("divergence", divergence_message(div)))
         w = self._overfitting()
         if w:
             out.append(w)
@@ -281,6 +288,16 @@ class RunWatch:
             return Warning_("throughput", f"throughput fell to {recent:,.0f} tokens/s from {typical:,.0f}: "
                                           "the machine may be swapping, throttling or shared")
         return None
+
+
+def divergence_message(d: dict) -> str:
+    """The trainer's divergence finding in words: where, how far, what to change."""
+    step, loss, start = d.get("step"), _num(d.get("loss")), _num(d.get("start_loss"))
+    where = f" at step {step}" if step is not None else ""
+    rise = f" (loss {start:.3g} -> {loss:.3g})" if loss is not None and start is not None else ""
+    reason = str(d.get("reason") or "the loss keeps rising")
+    fix = str(d.get("fix") or "lower the learning rate (e.g. halve it) and start again")
+    return f"diverging{where}{rise}: {reason}. {fix}"
 
 
 def format_duration(seconds: float | None) -> str:

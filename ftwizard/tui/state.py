@@ -29,6 +29,20 @@ class WizardState:
     gpu_choice: str | None = None  # Model step: "detected:<index>", a catalog GPU name, or "none"
     gpu_target: object = None  # what the estimate was judged against (GpuTarget, catalog name, or None)
     estimate: object = None  # the latest ftwizard.hardware Estimate, when the Model step exists
+    _saved_view: dict | None = None  # the config and answers as last loaded or saved (see `unsaved`)
+
+    def __post_init__(self) -> None:
+        self.mark_saved()
+
+    def _view(self) -> dict:
+        return {"config": self.config.to_dict(), "answers": dict(self.answers)}
+
+    def mark_saved(self) -> None:
+        self._saved_view = self._view()
+
+    def unsaved(self) -> bool:
+        """True when the answers or the config differ from what was loaded or last saved."""
+        return self._view() != self._saved_view
 
     @classmethod
     def create(cls, config: str | Path | None = None, runs_dir: str | Path | None = None) -> "WizardState":
@@ -56,6 +70,7 @@ class WizardState:
         path = Path(path).expanduser()
         atomic_write_text(path, commented_yaml(self.config))
         self.saved_to = path
+        self.mark_saved()
         return path
 
     def set_pilot(self, on: bool, rows: int | None) -> None:

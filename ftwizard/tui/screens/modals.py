@@ -55,26 +55,68 @@ class SaveConfigScreen(ModalScreen[Path | None]):
         self.dismiss(None)
 
 
-class QuitScreen(ModalScreen[bool]):
-    """Quitting while a run trains: say that it keeps running and how to come back."""
+class QuitScreen(ModalScreen[str]):
+    """Quitting: say that an active run keeps training (with its absolute folder and how to come back),
+    and offer to save answers not yet written to a config file. Dismisses with "quit", "save" or "stay"."""
 
-    BINDINGS = [Binding("y,enter,q", "quit", "Quit"), Binding("n,escape", "stay", "Stay")]
+    BINDINGS = [Binding("y,enter,q", "quit", "Quit"), Binding("s", "save", "Save first", show=False),
+                Binding("n,escape", "stay", "Stay")]
 
-    def __init__(self, run_names: list[str]):
+    def __init__(self, runs: list[tuple[str, str]], unsaved: bool = False):
         super().__init__()
-        self.run_names = run_names
+        self.runs = runs  # (name, absolute run folder)
+        self.unsaved = unsaved
 
     def compose(self) -> ComposeResult:
-        names = ", ".join(self.run_names)
         with Vertical(classes="dialog"):
-            yield Static(Text(f"Quit? The run {names} keeps training in the background.", style="bold"))
-            yield Static(f"Re-attach any time, from any terminal: ftwizard monitor {self.run_names[0]}")
-            yield Static(Text("y / Enter: quit    n / Esc: stay", style="dim"))
+            if self.runs:
+                names = ", ".join(n for n, _p in self.runs)
+                yield Static(Text(f"Quit? The run {names} keeps training in the background.", style="bold"))
+                for _name, path in self.runs:
+                    yield Static(f"Its folder: {path}")
+                yield Static(f"Re-attach any time, from any folder: ftwizard monitor {self.runs[0][0]}")
+            else:
+                yield Static(Text("Quit the wizard?", style="bold"))
+            if self.unsaved:
+                yield Static(Text("Your answers are not saved in a config file yet.", style="yellow"))
+                yield Static(Text("s: save them first    y / Enter: quit without saving    n / Esc: stay",
+                                  style="dim"))
+            else:
+                yield Static(Text("y / Enter: quit    n / Esc: stay", style="dim"))
 
     def action_quit(self) -> None:
-        self.dismiss(True)
+        self.dismiss("quit")
+
+    def action_save(self) -> None:
+        if self.unsaved:
+            self.dismiss("save")
 
     def action_stay(self) -> None:
+        self.dismiss("stay")
+
+
+class ConfirmErrorsScreen(ModalScreen[bool]):
+    """The pre-flight check found errors: starting anyway takes a deliberate key (y), never Enter."""
+
+    BINDINGS = [Binding("y", "go", "Start anyway"), Binding("n,escape,enter", "back", "Go back")]
+
+    def __init__(self, errors: list[str]):
+        super().__init__()
+        self.errors = errors
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog error"):
+            yield Static(Text(f"The pre-flight check found {len(self.errors)} error(s):", style="bold red"))
+            for e in self.errors[:6]:
+                yield Static(Text("x " + e))
+            yield Static(Text("Such a run is likely to fail or to learn nothing useful.", style="bold"))
+            yield Static(Text("y: start anyway (recorded as confirmed)    n / Esc / Enter: go back and fix",
+                              style="dim"))
+
+    def action_go(self) -> None:
+        self.dismiss(True)
+
+    def action_back(self) -> None:
         self.dismiss(False)
 
 

@@ -1,8 +1,11 @@
-"""Train: start the detached trainer through the engine's launcher, then watch it live.
+"""Train: the pre-flight findings, then the detached trainer, then the live monitor.
 
-The trainer is always its own process (`ftwizard.training.launch.start_run`, which
-never imports torch here); this pane only starts it and mounts a `RunMonitor` on the
-run folder. Quitting the app leaves the run training.
+Before `t` starts anything, the step runs the same pre-flight check as `ftwizard check`
+(in a subprocess: it loads the tokenizer) and lists its findings: errors block until the
+user confirms them in a dialog with a deliberate key, and a finding whose fix is a config
+edit is applied with one key (`f`), as `check --fix` does. The start itself goes through
+`ftwizard.training.launch.start_run`, whose gate reuses this report (or checks again if
+the config changed since), so no start skips the check. Quitting leaves the run training.
 """
 
 from __future__ import annotations
@@ -11,69 +14,155 @@ from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
 
 from ftwizard import advice
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
 
+SEVERITY_MARK = {"error": ("x", "bold red"), "warning": ("!", "yellow"), "info": ("-", "dim")}
+
 
 class TrainStep(ReportsWorkerErrors, Vertical):
     TITLE = "Train"
-    BINDINGS = [Binding("t", "start", "Start training")]
+    BINDINGS = [
+        Binding("t", "start", "Start training"),
+        Binding("f", "apply_fix", "Apply fix"),
+        Binding("c", "recheck", "Check again", show=False),
+    ]
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.monitor: RunMonitor | None = None
         self.starting = False
+        self.report = None          # the latest pre-flight Report, for `checked_hash`
+        self.checked_hash: str | None = None
+        self.checking = False
+        self.check_error: str | None = None
+        self.rows: tuple | None = None
+        self.walltime = None
+
+    can_focus = True
 
     def compose(self) -> ComposeResult:
         yield Static(id="train-summary", classes="panel")
+        yield Static(id="preflight-head")
+        yield OptionList(id="preflight-findings")
+        yield Static(id="preflight-detail", classes="form-help")
 
     def on_mount(self) -> None:
-        self.update_summary()
+        self.query_one("#preflight-findings").display = False
+        self.on_show()
 
     def on_show(self) -> None:
+        if self.monitor is not None:
+            return
+        self._count()
         self.update_summary()
+        self.recheck_if_changed()
 
     def focus_first(self) -> None:
         if self.monitor is not None:
             self.monitor.focus()
+        elif self.query_one("#preflight-findings").display:
+            self.query_one("#preflight-findings").focus()
         else:
             self.focus()
 
-    can_focus = True
+    # ---- facts (workers) ------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="count", exit_on_error=False)
+    def _count(self) -> None:
+        found = advice.count_examples(self.app.state.config.data.train)
+        walltime = self._walltime(found[0] if found else None)
+        self.app.call_from_thread(self._counted, found, walltime)
 
+    def _walltime(self, rows):
+        """Expected wall time on this machine (the throughput model, calibrated here when it has been)."""
+        try:
+            from ftwizard.hardware.walltime import estimate_walltime
+        except ImportError:
+            return None
+        try:
+            return estimate_walltime(self.app.state.config, rows)
+        except Exception:  # no estimate is better than a broken step; the plan says "unknown"
+            return None
+
+    def _counted(self, found, walltime) -> None:
+        self.rows = found
+        self.walltime = walltime
+        self.update_summary()
+
+    def config_hash(self) -> str:
+        from ftwizard.preflight.gate import config_hash
+        from ftwizard.tui.preflight_check import absolute_paths
+
+        return config_hash(absolute_paths(self.app.state.config))
+
+    def recheck_if_changed(self) -> None:
+        if not self.checking and self.checked_hash != self.config_hash():
+            self.action_recheck()
+
+    def action_recheck(self) -> None:
+        from ftwizard.tui.preflight_check import absolute_paths
+
+        self.checking = True
+        self.check_error = None
+        self.app.state.config = absolute_paths(self.app.state.config)
+        self.update_preflight()
+        self._check(self.app.state.config)
+
+    @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
+    def _check(self, cfg) -> None:
+        from ftwizard.tui.preflight_check import CheckFailed, check_in_subprocess
+
+        try:
+            report = check_in_subprocess(cfg)
+        except CheckFailed as e:
+            self.app.call_from_thread(self._checked, None, str(e))
+            return
+        self.app.call_from_thread(self._checked, report, None)
+
+    def _checked(self, report, error: str | None) -> None:
+        self.checking = False
+        self.check_error = error
+        if report is not None:
+            self.report = report
+            self.checked_hash = report.facts.get("config_hash")
+        self.update_preflight()
+        self.refresh_bindings()
+        if self.checked_hash != self.config_hash() and error is None:
+            self.recheck_if_changed()  # edited while the check ran
+
+    # ---- drawing ----------------------------------------------------------------------
     def update_summary(self) -> None:
         if self.monitor is not None:
             return
         cfg = self.app.state.config
         t = Table.grid(padding=(0, 2))
-        t.add_column(style="dim")
+        t.add_column(style="dim", no_wrap=True)
         t.add_column()
         t.add_row("model", f"{cfg.model.base} ({cfg.model.method})")
         t.add_row("train", str(cfg.data.train))
         t.add_row("eval", str(cfg.data.eval) if cfg.data.eval else "(none)")
-        found = advice.count_examples(cfg.data.train)
-        plan = advice.training_plan(cfg, found[0] if found else None, found[1] if found else None)
+        rows, chars = (self.rows or (None, None))[:2] if self.rows else (None, None)
+        plan = advice.training_plan(cfg, rows, chars)
         steps = f"{plan.steps:,}" if plan.steps is not None else "?"
         t.add_row("plan", f"{steps} steps, effective batch {plan.effective_batch}, lr {cfg.training.learning_rate:g}"
                   + ("  [pilot]" if self.app.state.pilot else ""))
-        t.add_row("runs in", str(cfg.runs_dir))
-        problems = []
-        if not Path(cfg.data.train).is_file():
-            problems.append(f"training file not found: {cfg.data.train} (set it on the Hyperparameters step)")
-        head = Text("Ready to train. ", style="bold")
-        head.append("Press t to start. The trainer runs in the background: quitting the wizard or losing the "
-                    "connection does not stop it; `ftwizard monitor RUN` re-attaches from any terminal.",
-                    style="")
+        wt = getattr(self.walltime, "text", None)
+        t.add_row("time", wt or "unknown until the first steps run (the monitor shows tokens/s and ETA)")
+        t.add_row("runs in", str(Path(cfg.runs_dir).expanduser().resolve()))
+        head = Text("Press t to start. ", style="bold")
+        head.append("The trainer runs in the background: quitting the wizard does not stop it.")
         parts = [head, t]
-        for p in problems:
-            parts.append(Text("x " + p, style="bold red"))
+        if not Path(cfg.data.train).is_file():
+            parts.append(Text(f"x training file not found: {cfg.data.train} (set it on the Data step)",
+                              style="bold red"))
         if self.starting:
             parts.append(Text("starting the trainer...", style="bold yellow"))
         group = Table.grid()
@@ -81,32 +170,136 @@ class TrainStep(ReportsWorkerErrors, Vertical):
             group.add_row(p)
         self.query_one("#train-summary", Static).update(group)
 
+    def findings(self) -> list:
+        if self.report is None:
+            return []
+        return self.report.errors + self.report.warnings
+
+    def update_preflight(self) -> None:
+        head = self.query_one("#preflight-head", Static)
+        box = self.query_one("#preflight-findings", OptionList)
+        if self.checking:
+            head.update(Text("Pre-flight: checking the data and settings (the same check as `ftwizard check`)...",
+                             style="yellow"))
+        elif self.check_error:
+            head.update(Text(f"x Pre-flight check failed: {self.check_error}. c checks again.", style="bold red"))
+        elif self.report is not None:
+            r = self.report
+            if r.errors:
+                head.update(Text.assemble(("Pre-flight: ", "bold"), (f"{len(r.errors)} error(s)", "bold red"),
+                                          f", {len(r.warnings)} warning(s). Errors block the start until you "
+                                          "confirm them (t asks). f applies the highlighted fix."))
+            elif r.warnings:
+                head.update(Text.assemble(("Pre-flight: ", "bold"), (f"{len(r.warnings)} warning(s)", "yellow"),
+                                          ", no errors. f applies the highlighted fix; t starts anyway."))
+            else:
+                head.update(Text.assemble(("Pre-flight: ", "bold"), ("no errors or warnings", "green"),
+                                          f" ({len(r.infos)} notes)."))
+        shown = self.findings()  # while a new check runs, the last findings stay (the head says "checking")
+        keep = box.highlighted
+        box.clear_options()
+        for i, f in enumerate(shown):
+            mark, style = SEVERITY_MARK.get(f.severity, ("-", ""))
+            label = Text.assemble((mark + " ", style), f.message)
+            if f.edit:
+                label.append("  [f: fix]", style="bold")
+            box.add_option(Option(label, id=str(i)))
+        box.display = bool(shown)
+        if shown:
+            box.highlighted = min(keep or 0, len(shown) - 1)
+        elif self.app.focused is None or self.app.focused is box:
+            self.focus()  # the step keeps the keys (t, c) when the list goes away
+        self._detail()
+
+    @on(OptionList.OptionHighlighted, "#preflight-findings")
+    def _detail(self, event=None) -> None:
+        detail = self.query_one("#preflight-detail", Static)
+        box = self.query_one("#preflight-findings", OptionList)
+        shown = self.findings()
+        if box.highlighted is None or not shown or box.highlighted >= len(shown):
+            detail.update("")
+            return
+        f = shown[box.highlighted]
+        text = Text.assemble(("fix: ", "bold"), f.fix)
+        if f.edit:
+            text.append("  (f sets " + ", ".join(f"{k} = {v}" for k, v in f.edit.items()) + ")", style="bold")
+        detail.update(text)
+
+    # ---- fixing and starting ------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
+        running = self.monitor is not None and self.monitor.watch.active
         if action == "start":  # again once the last run has ended (a new run, never a reuse)
-            return not self.starting and (self.monitor is None or not self.monitor.watch.active)
+            return not self.starting and not running
+        if action == "apply_fix":
+            if self.monitor is not None:
+                return False
+            return any(f.edit for f in self.findings())
         return True
+
+    @on(OptionList.OptionSelected, "#preflight-findings")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_apply_fix()
+
+    def action_apply_fix(self) -> None:
+        from ftwizard.preflight.fix import apply_fixes
+
+        box = self.query_one("#preflight-findings", OptionList)
+        shown = self.findings()
+        if box.highlighted is None or box.highlighted >= len(shown):
+            return
+        f = shown[box.highlighted]
+        if not f.edit:
+            self.notify(f"{f.rule} has no one-key fix: {f.fix}", severity="warning", timeout=8)
+            return
+        try:
+            cfg, edits = apply_fixes(self.app.state.config, self.report, rules=[f.rule])
+        except ValueError as e:  # pydantic's ValidationError is a ValueError
+            self.notify(f"could not apply the fix for {f.rule}: {e}", severity="error", timeout=10)
+            return
+        self.app.state.config = cfg
+        self.notify("changed " + ", ".join(f"{k} to {v}" for k, v, _r in edits) + f" (fix for {f.rule})")
+        self.update_summary()
+        self.recheck_if_changed()
 
     async def action_start(self) -> None:
         if self.monitor is not None:
             await self.monitor.remove()
             self.monitor = None
-            self.query_one("#train-summary").display = True
+            for w in ("#train-summary", "#preflight-head", "#preflight-detail"):
+                self.query_one(w).display = True
+            self.on_show()
         cfg = self.app.state.config
         if not Path(cfg.data.train).is_file():
             self.notify(f"training file not found: {cfg.data.train}", severity="error")
             return
+        if self.checking or self.checked_hash != self.config_hash():
+            self.recheck_if_changed()
+            self.notify("The pre-flight check is still running; t starts once it has finished.", timeout=5)
+            return
+        if self.report is not None and self.report.errors:
+            from ftwizard.tui.screens.modals import ConfirmErrorsScreen
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self._begin(force=True)
+
+            self.app.push_screen(ConfirmErrorsScreen([f.message for f in self.report.errors]), confirmed)
+            return
+        self._begin(force=False)
+
+    def _begin(self, force: bool) -> None:
         self.starting = True
         self.update_summary()
         self.refresh_bindings()
-        self._start()
+        self._start(self.app.state.config, self.report, force)
 
     @work(thread=True, exclusive=True, group="start", exit_on_error=False)
-    def _start(self) -> None:
+    def _start(self, cfg, report, force: bool) -> None:
         from ftwizard.errors import UserError
         from ftwizard.training.launch import start_run
 
         try:
-            run, proc = start_run(self.app.state.config, detach=True)
+            run, proc = start_run(cfg, detach=True, preflight=report, force=force)
         except UserError as e:
             self.app.call_from_thread(self._failed, e.what + (f" ({e.fix})" if e.fix else ""))
             return
@@ -120,14 +313,16 @@ class TrainStep(ReportsWorkerErrors, Vertical):
 
     def attach(self, run, proc=None) -> RunMonitor:
         self.starting = False
-        self.query_one("#train-summary").display = False
+        for w in ("#train-summary", "#preflight-head", "#preflight-findings", "#preflight-detail"):
+            self.query_one(w).display = False
         self.monitor = RunMonitor(run, id="train-monitor")
         self.monitor.proc = proc
         self.mount(self.monitor)
         self.monitor.focus()
         self.refresh_bindings()
-        self.notify(f"Run {run.name} started. It keeps running if you quit; re-attach with "
-                    f"`ftwizard monitor {run.name}`.")
+        path = run.path.expanduser().resolve()
+        self.notify(f"Run {run.name} started in {path}. It keeps running if you quit; re-attach from any "
+                    f"folder with: ftwizard monitor {run.name}", timeout=10)
         return self.monitor
 
     def on_run_monitor_state_changed(self, event: RunMonitor.StateChanged) -> None:

@@ -133,15 +133,14 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
                     self._sample_gpus()
                 except Exception:  # NVML trouble is never worth the monitor
                     self.sample_gpus = False
-            with self._lock:
-                changed = self.watch.poll()
+            with self._lock:  # one chunk per hold, so a redraw never waits behind a long catch-up
+                changed = self.watch.poll(max_chunks=1)
                 caught_up = self.watch.caught_up()
             if changed:
                 self._dirty = True
             if self.proc is not None and self.proc.poll() is not None:
                 self.proc = None  # reaped: no zombie left behind while the app stays open
-            if caught_up:
-                time.sleep(POLL_EVERY_S)
+            time.sleep(POLL_EVERY_S if caught_up else 0.002)  # the gap lets a redraw take the lock
 
     # ---- drawing (main thread) -------------------------------------------------
     def redraw_if_dirty(self) -> bool:
@@ -154,7 +153,10 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
     def redraw(self) -> None:
         t0 = time.perf_counter()
         plot = self.query_one(LossPlot)
-        with self._lock:
+        if not self._lock.acquire(timeout=0.02):  # the reader holds it: draw on the next tick, never block keys
+            self._dirty = True
+            return
+        try:
             w = self.watch
             train = w.train.points(plot.max_points)
             evals = w.evals.points(plot.max_points)
@@ -163,6 +165,8 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
             metrics = self._metrics(w)
             warnings = w.warnings()
             log_lines = list(w.log_tail)
+        finally:
+            self._lock.release()
         plot.set_series(train, evals)
         self.query_one("#mon-head", Static).update(head)
         self.query_one("#mon-metrics", Static).update(metrics)
