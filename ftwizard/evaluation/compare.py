@@ -264,7 +264,7 @@ def build_summary(eval_dir: Path, planned: list[str] | None = None, primary: str
             elif iv is None and b - p > DROP_WARNING:
                 warnings.append(f"{m['label']} forgot general skills: regression probe {p:.0%} vs base {b:.0%} "
                                 "(lower the learning rate or epochs, or mix in general data)")
-            elif iv is not None and b - p > DROP_WARNING:
+            elif iv is not None and b - p > DROP_WARNING and m["id"] != best_ckpt:  # the best's is in `probe`
                 notes.append(f"{m['label']} probe {p:.0%} vs base {b:.0%}, {fmt_interval('probe_score', iv)}: "
                              "inside the noise of the probe's prompts")
     for m in models:
@@ -283,13 +283,18 @@ def build_summary(eval_dir: Path, planned: list[str] | None = None, primary: str
                           for c in names]
     rule = next((r.get("details", {}).get("headline_rule") for r in ordered if r.get("details", {}).get("headline_rule")),
                 None)
+    kinds = next((r["details"]["field_kinds"] for r in ordered if (r.get("details") or {}).get("field_kinds")), {})
+    kind_words = {"label": "accuracy (a field with few values)", "text": "ROUGE-L F1 (a free-text field)",
+                  "exact": "exact match (an id, number or list)"}
+    field_defs = [{"name": f, "description": f"field {f[6:]}: {kind_words.get(kinds.get(f[6:]), 'score')}, "
+                                             "0 when missing or not JSON", "higher_is_better": True} for f in fields]
     return {
         "version": SUMMARY_VERSION,
         "task": task,
         "primary_metric": primary,
         "headline_rule": rule,
         "metrics": defs(columns),
-        "field_metrics": defs(fields),
+        "field_metrics": field_defs,
         "behaviour": defs(behaviour),
         "models": models,
         "best": best,
