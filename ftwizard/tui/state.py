@@ -73,14 +73,19 @@ class WizardState:
         self.mark_saved()
         return path
 
+    def pilot_steps(self, rows: int | None) -> int:
+        """Optimizer steps of a pilot run: about PILOT_EXAMPLES examples, one pass."""
+        t = self.config.training
+        eff = t.batch_size * t.gradient_accumulation
+        n = min(rows, PILOT_EXAMPLES) if rows else PILOT_EXAMPLES
+        return max(1, math.ceil(n / eff))
+
     def set_pilot(self, on: bool, rows: int | None) -> None:
         """Pilot run: about PILOT_EXAMPLES examples for one pass, as a max_steps cap."""
         t = self.config.training
         if on and not self.pilot:
             self.max_steps_before_pilot = t.max_steps
-            eff = t.batch_size * t.gradient_accumulation
-            n = min(rows, PILOT_EXAMPLES) if rows else PILOT_EXAMPLES
-            t.max_steps = max(1, math.ceil(n / eff))
+            t.max_steps = self.pilot_steps(rows)
         elif not on and self.pilot:
             t.max_steps = self.max_steps_before_pilot
         self.pilot = on

@@ -309,7 +309,14 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
 
             out.append(f"\n      ~ {format_duration(time_s)} on {self._gpu_name()} (estimate)")
         else:
-            out.append("\n      time: the pilot run measures it (tokens/s on the Train screen)", style="dim")
+            from ftwizard.tui.screens.train import plan_walltimes, walltime_text
+
+            times = plan_walltimes(self.app.state, self.rows) if self.app.state.gpu_target is None else None
+            if times and times.get("full"):
+                out.append("\n      ~ " + walltime_text(times, self.app.state.pilot, False, None))
+            else:
+                out.append("\n      time: measured on the Train step (a short real run on this machine)",
+                           style="dim")
         train = Path(cfg.data.train)
         if not train.is_file():
             out.append(f"\n  x training file not found: {train}", style="bold red")

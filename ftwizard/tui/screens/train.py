@@ -25,6 +25,41 @@ from ftwizard import advice
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
 
+def plan_walltimes(state, rows: int | None) -> dict | None:
+    """Expected wall time of the run and of a pilot on this machine, from the throughput measured here
+    (`ftwizard.hardware.walltime`, cached per device and method). None when it cannot be said."""
+    try:
+        from ftwizard.hardware.walltime import estimate_walltime, load_calibration
+    except ImportError:
+        return None
+    cfg = state.config
+    try:
+        cal = load_calibration(cfg)
+        if cal is None:
+            return {"full": None, "pilot": None, "calibrated": False}
+        full = estimate_walltime(cfg, None, rows, calibration=cal)
+        pilot = estimate_walltime(cfg, None, rows, max_steps=state.pilot_steps(rows), calibration=cal)
+    except Exception:  # an estimate that cannot be made shows as unknown, never breaks the step
+        return None
+    return {"full": full, "pilot": pilot, "calibrated": True}
+
+
+def walltime_text(times: dict | None, pilot_on: bool, measuring: bool, failed: str | None) -> str:
+    if measuring:
+        return "measuring this machine's speed (a short real run, about a minute; once per machine)..."
+    if failed:
+        return f"unknown: the speed probe failed ({failed})"
+    if not times or not times.get("full"):
+        return "unknown until the first steps run (the monitor shows tokens/s and ETA)"
+    full, pilot = times["full"], times.get("pilot")
+    if pilot_on:
+        return f"pilot: {full.text}"
+    text = full.text
+    if pilot is not None:
+        text += f"; a pilot run (Tune step, Ctrl+L): {pilot.text.split(' on ')[0]}"
+    return text
+
+
 SEVERITY_MARK = {"error": ("x", "bold red"), "warning": ("!", "yellow"), "info": ("-", "dim")}
 
 
@@ -45,7 +80,9 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         self.checking = False
         self.check_error: str | None = None
         self.rows: tuple | None = None
-        self.walltime = None
+        self.walltime: dict | None = None   # plan_walltimes(): {"full", "pilot", "calibrated"}
+        self.measuring = False
+        self.measure_failed: str | None = None
 
     can_focus = True
 
@@ -78,24 +115,51 @@ class TrainStep(ReportsWorkerErrors, Vertical):
     @work(thread=True, exclusive=True, group="count", exit_on_error=False)
     def _count(self) -> None:
         found = advice.count_examples(self.app.state.config.data.train)
-        walltime = self._walltime(found[0] if found else None)
-        self.app.call_from_thread(self._counted, found, walltime)
+        times = plan_walltimes(self.app.state, found[0] if found else None)
+        self.app.call_from_thread(self._counted, found, times)
 
-    def _walltime(self, rows):
-        """Expected wall time on this machine (the throughput model, calibrated here when it has been)."""
-        try:
-            from ftwizard.hardware.walltime import estimate_walltime
-        except ImportError:
-            return None
-        try:
-            return estimate_walltime(self.app.state.config, rows)
-        except Exception:  # no estimate is better than a broken step; the plan says "unknown"
-            return None
-
-    def _counted(self, found, walltime) -> None:
+    def _counted(self, found, times) -> None:
         self.rows = found
-        self.walltime = walltime
+        self.walltime = times
         self.update_summary()
+        if times is not None and not times["calibrated"] and not self.measuring and self.measure_failed is None:
+            self._measure(self.app.state.config)
+
+    # ---- measuring this machine's speed (once per machine and method; a subprocess) ----------
+    @work(thread=True, exclusive=True, group="measure", exit_on_error=False)
+    def _measure(self, cfg) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.measuring = True
+        self.app.call_from_thread(self.update_summary)
+        with tempfile.TemporaryDirectory(prefix="ftwizard-speed-") as tmp:
+            path = Path(tmp) / "wizard.yaml"
+            absolute = cfg
+            try:
+                from ftwizard.tui.preflight_check import absolute_paths
+
+                absolute = absolute_paths(cfg)
+            except OSError:
+                pass
+            absolute.save(path)
+            proc = subprocess.Popen([sys.executable, "-m", "ftwizard.hardware.walltime", str(path)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+            self._measure_proc = proc
+            _out, err = proc.communicate()
+        self.measuring = False
+        if proc.returncode != 0:
+            if proc.returncode > 0:  # < 0: killed because the step went away
+                self.measure_failed = (err.strip().splitlines() or ["the speed probe failed"])[-1]
+                self.app.call_from_thread(self.update_summary)
+            return
+        self.app.call_from_thread(self._count)
+
+    def on_unmount(self) -> None:
+        proc = getattr(self, "_measure_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
     def config_hash(self) -> str:
         from ftwizard.preflight.gate import config_hash
@@ -154,8 +218,7 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         steps = f"{plan.steps:,}" if plan.steps is not None else "?"
         t.add_row("plan", f"{steps} steps, effective batch {plan.effective_batch}, lr {cfg.training.learning_rate:g}"
                   + ("  [pilot]" if self.app.state.pilot else ""))
-        wt = getattr(self.walltime, "text", None)
-        t.add_row("time", wt or "unknown until the first steps run (the monitor shows tokens/s and ETA)")
+        t.add_row("time", walltime_text(self.walltime, self.app.state.pilot, self.measuring, self.measure_failed))
         t.add_row("runs in", str(Path(cfg.runs_dir).expanduser().resolve()))
         head = Text("Press t to start. ", style="bold")
         head.append("The trainer runs in the background: quitting the wizard does not stop it.")
