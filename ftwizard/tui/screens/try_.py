@@ -117,7 +117,7 @@ class TryStep(ReportsWorkerErrors, Vertical):
         options = [(p.name, str(p)) for p in runs] + [(BASE_LABEL, BASE_ONLY)]
         sel.set_options(options)
         values = [v for _, v in options]
-        sel.value = current if current in values else values[0]
+        sel.value = current if current in values and current != BASE_ONLY else values[0]  # newest run first
 
     @on(Select.Changed, "#try-run")
     def _run_changed(self, event: Select.Changed) -> None:
@@ -175,6 +175,7 @@ class TryStep(ReportsWorkerErrors, Vertical):
             (f"{target.name} ({target.label}) on {info.get('device')}, loaded in {seconds:.0f} s", "bold"),
             ("  system prompt: ", "dim"), (repr(target.system_prompt) if target.system_prompt else "none", ""))
         self.set_status(self._loaded_text + Text(f"\n{HINT}", style="dim"))
+        self.query_one("#try-input", Input).placeholder = "message (Enter sends)"
         if self._pending is not None:
             text, self._pending = self._pending, None
             self.send(text)
