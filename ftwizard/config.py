@@ -104,6 +104,24 @@ class NotifySection(_Section):
         description="Which endings notify: completed, failed, divergence, stopped.")
 
 
+class JudgeSection(_Section):
+    """An LLM judge through any OpenAI-compatible endpoint (ftwizard.evaluation.judge); off without a URL."""
+
+    url: str | None = Field(None, description="Judge endpoint, OpenAI-compatible, ending in /v1 (vLLM, Ollama, llama.cpp "
+                            "server, `ftwizard serve`, a hosted API); empty: $FTWIZARD_JUDGE_URL, else no judge.")
+    model: str | None = Field(None, description="Judge model name there; empty: $FTWIZARD_JUDGE_MODEL, else the "
+                              "endpoint's first model.")
+    api_key_env: str = Field("FTWIZARD_JUDGE_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of "
+                             "the environment variable holding the API key; the key itself never goes in a config, "
+                             "the run folder or a log.")
+    mode: Literal["pairwise", "rubric", "both"] = Field("both", description="pairwise: base vs tuned, asked in both "
+                                                        "orders to cancel position bias; rubric: a 1-5 score each.")
+    rubric: str | None = Field(None, description="What a good answer does (rubric scores); empty: correct, complete, "
+                               "in the reference's format. Saved with the results in eval/judge.json.")
+    max_samples: int = Field(30, ge=1, le=2000, description="Held-out rows judged (pairwise: 2 calls a row; rubric: "
+                             "1 call per model and row).")
+
+
 class EvaluationSection(_Section):
     metric: str | None = Field(None, description="Primary metric for verdicts and the best checkpoint (e.g. "
                                "answer_accuracy, macro_f1, rouge_l, chrf, exact_match); empty: chosen from the task.")
@@ -112,6 +130,7 @@ class EvaluationSection(_Section):
                                "reference) -> 0..1; it becomes the primary metric unless metric says otherwise.")
     few_shot: int = Field(3, ge=0, le=16, description="Also score the base model with this many training rows as "
                           "examples in the prompt (the 'base + k-shot' row); 0: off.")
+    judge: JudgeSection = Field(default_factory=JudgeSection, description="LLM judge (off unless a URL is set).")
 
 
 class RunConfig(_Section):
