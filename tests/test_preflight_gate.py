@@ -107,3 +107,30 @@ def test_apply_one_fix_or_all(tmp_path):
     every, edits = apply_fixes(cfg, rep)
     assert {f for f, _, _ in edits} >= {"training.learning_rate", "training.warmup_ratio"}
     assert not preflight_report(every).rules_hit("warning") & {"lr.range", "warmup.none"}
+
+
+def test_the_wizard_can_gate_without_importing_transformers(tmp_path):
+    """The wizard's process never imports transformers: with isolated=True the gate's check runs in a
+    child process and comes back as the same Report (token lengths included, for the time estimate)."""
+    import subprocess
+    import sys
+
+    from ftwizard.preflight.gate import preflight_report
+
+    good = load_config(tiny_config(tmp_path))
+    here, there = preflight_report(good), preflight_report(good, isolated=True)
+    assert here.rules_hit() == there.rules_hit() and here.facts["config_hash"] == there.facts["config_hash"]
+    assert there.train_lengths == here.train_lengths and len(there.train_lengths) == 16
+    broken_config(tmp_path).save(tmp_path / "broken.yaml")
+    code = ("import sys\n"
+            "from ftwizard.config import load_config\n"
+            "from ftwizard.preflight.gate import PreflightBlocked\n"
+            "from ftwizard.training.launch import start_run\n"
+            f"cfg = load_config({str(tmp_path / 'broken.yaml')!r})\n"
+            "try:\n    start_run(cfg, isolated=True)\nexcept PreflightBlocked as e:\n"
+            "    print('BLOCKED', sorted(e.report.rules_hit('error')))\n"
+            "heavy = [m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "BLOCKED [" in r.stdout and "'lint.roles.unknown'" in r.stdout and "HEAVY []" in r.stdout, \
+        r.stdout + r.stderr

@@ -306,11 +306,11 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
 
 
 def _train_lengths(cfg) -> list[int] | None:
-    """Exact token lengths of the training rows from the pre-flight (lints once, then cached)."""
-    from ftwizard.preflight import run_check
+    """Exact token lengths of the training rows from the pre-flight (lints once, then cached), in a
+    child process: the wizard calls `calibrate` and its process never imports transformers."""
+    from ftwizard.preflight.gate import preflight_report
 
-    rep = run_check(cfg, data="lint")
-    return getattr(rep, "train_lengths", None)
+    return preflight_report(cfg, isolated=True).train_lengths
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,13 +43,47 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def preflight_report(cfg: RunConfig, *, data: str = "lint"):
+def preflight_report(cfg: RunConfig, *, data: str = "lint", isolated: bool = False, timeout_s: float = 600):
     """The full check a start will make (no weights load; 1-2 s cold, much less with the lint
-    cached). The report remembers which config it judged (`facts["config_hash"]`)."""
+    cached). The report remembers which config it judged (`facts["config_hash"]`).
+
+    isolated: run it in a child process (`python -m ftwizard.preflight.gate`), for the wizard,
+    whose process never imports transformers (the tokenizer needs it on a lint-cache miss)."""
+    if isolated:
+        return _isolated_report(cfg, data, timeout_s)
     from ftwizard.preflight import run_check
 
     report = run_check(cfg, data=data)
     report.facts["config_hash"] = config_hash(cfg)
+    return report
+
+
+def _isolated_report(cfg: RunConfig, data: str, timeout_s: float):
+    import subprocess
+    import tempfile
+
+    from ftwizard.preflight.report import Report
+
+    with tempfile.TemporaryDirectory(prefix="ftwizard-check-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        cfg.save(path)
+        try:
+            r = subprocess.run([sys.executable, "-m", "ftwizard.preflight.gate", str(path), "--data", data],
+                               capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"the pre-flight check took longer than {timeout_s:.0f} s",
+                            fix="try again when the machine is less busy") from None
+    try:
+        payload = json.loads(r.stdout)
+    except ValueError:
+        payload = None
+    if r.returncode != 0 or not isinstance(payload, dict):
+        if isinstance(payload, dict) and payload.get("error"):
+            raise UserError(payload["error"], where=payload.get("where"), fix=payload.get("fix"))
+        tail = " | ".join(r.stderr.strip().splitlines()[-3:])
+        raise UserError(f"the pre-flight check could not run: {tail or f'exit code {r.returncode}'}")
+    report = Report.from_dict(payload)
+    report.facts["config_hash"] = config_hash(cfg)  # it judged exactly this config (saved and re-read)
     return report
 
 
@@ -66,7 +100,7 @@ def _blocked(n_errors: int, rules: list[str], config_path: str | None, *, report
 
 
 def gate_start(cfg: RunConfig, preflight: Any = None, *, force: bool = False, config_path: str | None = None,
-               stream=None) -> dict:
+               stream=None, isolated: bool = False) -> dict:
     """Check `cfg` (or reuse `preflight`, a Report made for this very config), refuse on errors
     unless `force`, and return the dict to save as preflight.json. Prints findings to `stream`
     when one is given (the CLI passes stderr; the wizard shows the report itself)."""
@@ -74,7 +108,7 @@ def gate_start(cfg: RunConfig, preflight: Any = None, *, force: bool = False, co
 
     report = preflight if isinstance(preflight, Report) else None
     if report is None or report.facts.get("config_hash") != config_hash(cfg):
-        report = preflight_report(cfg)  # none given, or made for another config: never trust it
+        report = preflight_report(cfg, isolated=isolated)  # none given, or made for another config: never trust it
     result = report.to_dict()
     result["forced"] = bool(force and not report.ok)
     if config_path:
@@ -110,7 +144,7 @@ def read_preflight(run_path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def gate_resume(run_path: Path, cfg: RunConfig, *, force: bool = False, stream=None) -> dict:
+def gate_resume(run_path: Path, cfg: RunConfig, *, force: bool = False, stream=None, isolated: bool = False) -> dict:
     """A resume passes the same gate. The run's own preflight.json is reused when it judged this
     config and either found no error or was confirmed; otherwise (a run from before the gate, a
     corrupt file, an edited config) the check runs again and its result replaces the file."""
@@ -119,10 +153,38 @@ def gate_resume(run_path: Path, cfg: RunConfig, *, force: bool = False, stream=N
             and (saved.get("ok") or saved.get("forced")):
         return saved
     try:
-        result = gate_start(cfg, None, force=force, stream=stream)
+        result = gate_start(cfg, None, force=force, stream=stream, isolated=isolated)
     except PreflightBlocked as e:
         run_name = Path(run_path).name
         raise _blocked(len(e.report.errors), sorted(e.report.rules_hit("error")), None, report=e.report,
                        resume=run_name) from None
     save_preflight(run_path, result)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ftwizard.preflight.gate CONFIG [--data lint|cached|skip]`: the report as one JSON
+    object on stdout, with the exact token lengths (what `preflight_report(isolated=True)` reads).
+    Exit 0 with a report (errors included: they are findings); 1 with {"error", "where", "fix"}."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ftwizard.preflight.gate")
+    p.add_argument("config")
+    p.add_argument("--data", default="lint", choices=["lint", "cached", "skip"])
+    args = p.parse_args(argv)
+    try:
+        from ftwizard.config import load_config
+
+        report = preflight_report(load_config(args.config), data=args.data)
+    except UserError as e:
+        print(json.dumps(e.to_dict()))
+        return 1
+    out = report.to_dict()
+    out["train_lengths"] = report.train_lengths
+    out["eval_lengths"] = report.eval_lengths
+    print(json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -97,6 +97,16 @@ class Report:
     def by_rule(self, rule_id: str) -> list[Finding]:
         return [f for f in self.findings if f.rule == rule_id]
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Report":
+        """The inverse of `to_dict` (a report read back from JSON: `check --json`, preflight.json, or the
+        gate's isolated check). Optional top-level `train_lengths` / `eval_lengths` are restored too."""
+        names = Finding.__dataclass_fields__
+        findings = [Finding(**{k: v for k, v in f.items() if k in names}) for f in d.get("findings") or []]
+        return cls(findings=findings, facts=dict(d.get("facts") or {}), estimate=d.get("estimate"),
+                   skipped=list(d.get("skipped") or []), elapsed_s=float(d.get("elapsed_s") or 0.0),
+                   train_lengths=d.get("train_lengths"), eval_lengths=d.get("eval_lengths"))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,

@@ -82,17 +82,19 @@ def check_inputs(cfg: RunConfig) -> None:
 
 
 def start_run(cfg: RunConfig, detach: bool = True, preflight=None, spec: "LaunchSpec | None" = None, *,
-              force: bool = False, config_path: str | None = None, stream=None) -> tuple[RunDir, subprocess.Popen]:
+              force: bool = False, config_path: str | None = None, stream=None,
+              isolated: bool = False) -> tuple[RunDir, subprocess.Popen]:
     """Create the run folder and start its trainer; with `spec`, a torchrun launch (see distributed.py).
 
     Every start passes the pre-flight gate here (ftwizard.preflight.gate): `preflight` is a
     Report the caller already showed (re-checked if it was made for another config), or None
     to check now. Errors raise `PreflightBlocked` unless `force` (the user confirmed them).
-    The result is always saved as preflight.json in the new run folder."""
+    The result is always saved as preflight.json in the new run folder. isolated: any check the
+    gate has to make runs in a child process (the wizard: its process never imports transformers)."""
     from ftwizard.preflight.gate import gate_start, save_preflight
 
     check_inputs(cfg)
-    result = gate_start(cfg, preflight, force=force, config_path=config_path, stream=stream)
+    result = gate_start(cfg, preflight, force=force, config_path=config_path, stream=stream, isolated=isolated)
     if spec is not None:
         from ftwizard.training.distributed import check_spec, node_run_name, visible_gpu_count
 
@@ -115,7 +117,7 @@ def start_run(cfg: RunConfig, detach: bool = True, preflight=None, spec: "Launch
 
 
 def resume_run(run: RunDir, detach: bool = True, spec: "LaunchSpec | None" = None, *, force: bool = False,
-               stream=None) -> subprocess.Popen:
+               stream=None, isolated: bool = False) -> subprocess.Popen:
     """Continue from the last checkpoint; a distributed run relaunches as it was, or as `spec` says.
     A resume passes the pre-flight gate too (`gate_resume`: the run's preflight.json when it
     still holds, else a fresh check)."""
@@ -134,7 +136,7 @@ def resume_run(run: RunDir, detach: bool = True, spec: "LaunchSpec | None" = Non
     cfg = load_config(run.config)  # fail here, clearly, rather than in the background
     from ftwizard.preflight.gate import gate_resume
 
-    gate_resume(run.path, cfg, force=force, stream=stream)
+    gate_resume(run.path, cfg, force=force, stream=stream, isolated=isolated)
     if spec is not None:
         from ftwizard.training.distributed import check_spec, visible_gpu_count
 
