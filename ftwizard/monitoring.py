@@ -200,6 +200,9 @@ def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = 
     reader = EventReader(run.events)
     max_steps = None
     interrupted = False
+    from ftwizard.notify import ViewerNotifier  # bell + OSC 9/777 when the run ends while watched (h15)
+
+    notifier = ViewerNotifier(run.name) if follow and not json_lines and out.isatty() else None
 
     def drain() -> None:
         nonlocal max_steps
@@ -207,6 +210,9 @@ def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = 
             if e.get("max_steps"):
                 max_steps = e["max_steps"]
             printer.event(e, max_steps, json_lines)
+            seq = notifier.feed(e) if notifier else None
+            if seq:
+                out.write(seq)
 
     try:
         while True:
@@ -217,6 +223,12 @@ def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = 
                 if proc is not None and proc.poll() is not None and st.get("state") not in FINAL_STATES:
                     time.sleep(0.2)  # the status write races the exit; look once more
                     st = run.status()
+                if notifier is not None:  # h15
+                    drain()
+                    seq = notifier.status(st)
+                    if seq:
+                        out.write(seq)
+                        out.flush()
                 if st.get("state") in FINAL_STATES or not follow:
                     if follow:
                         drain()

@@ -83,8 +83,9 @@ def build_request(url: str, run_name: str, event: str, info: dict[str, Any]) -> 
                                   method="POST")
 
 
-def send(url: str, run_name: str, event: str, info: dict[str, Any], timeout: float = TIMEOUT_S) -> str | None:
+def send(url: str, run_name: str, event: str, info: dict[str, Any], timeout: float | None = None) -> str | None:
     """POST once; returns None on success, else a one-line reason (never raises)."""
+    timeout = TIMEOUT_S if timeout is None else timeout
     try:
         req = build_request(url, run_name, event, info)
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's own URL
@@ -172,9 +173,9 @@ class NotifyingWriter:
         self.finish()
         self._writer.close()
 
-    def finish(self, timeout: float = TIMEOUT_S + 1) -> None:
+    def finish(self, timeout: float | None = None) -> None:
         """Give pending deliveries a moment before the process exits (never longer than `timeout`)."""
-        end = time.time() + timeout
+        end = time.time() + (TIMEOUT_S + 1 if timeout is None else timeout)
         for t in self._threads:
             t.join(max(0.0, end - time.time()))
 
@@ -202,3 +203,60 @@ def ending_notification(run_name: str, ev: dict[str, Any], last: dict[str, Any] 
     info = dict(last or {})
     info.update({k: v for k, v in ev.items() if k in ("step", "message", "reason", "fix")})
     return terminal_sequence(*message(run_name, ev["event"], info))
+
+
+class ViewerNotifier:
+    """A viewer's side: turns ending events that happen while it watches into one terminal
+    notification each. Events older than the viewer (a finished run re-opened) stay quiet."""
+
+    def __init__(self, run_name: str, since: float | None = None):
+        self.run_name = run_name
+        self.since = time.time() - 2.0 if since is None else since
+        self.seen: set[tuple] = set()
+        self.last: dict[str, Any] = {}
+        self.saw_active = False
+        self.ended = False
+
+    def feed(self, ev: dict[str, Any]) -> str | None:
+        if ev.get("kind") == "train" and isinstance(ev.get("loss"), (int, float)):
+            self.last["loss"] = ev["loss"]
+            self.last["step"] = ev.get("step")
+        elif ev.get("kind") == "eval" and isinstance(ev.get("eval_loss"), (int, float)):
+            self.last["eval_loss"] = ev["eval_loss"]
+        if ev.get("kind") != "system" or ev.get("event") not in ENDINGS:
+            return None
+        key = (ev.get("event"), ev.get("time"))
+        t = ev.get("time")
+        if key in self.seen or (isinstance(t, (int, float)) and t < self.since):
+            return None
+        self.seen.add(key)
+        if ev.get("event") != "divergence":
+            self.ended = True
+        return ending_notification(self.run_name, ev, self.last)
+
+    def status(self, st: dict[str, Any]) -> str | None:
+        """From status.json: a run seen active that is now final (a trainer killed outright writes no
+        ending event, and shows as died) notifies once, unless its ending event already did."""
+        state = st.get("state")
+        if state in ("starting", "running", "stopping"):
+            self.saw_active = True
+            return None
+        if not self.saw_active or self.ended or state not in ("completed", "failed", "stopped", "died"):
+            return None
+        self.ended = True
+        info = dict(self.last, step=st.get("step", self.last.get("step")), message=st.get("message"))
+        event = "failed" if state == "died" else state
+        title, body = message(self.run_name, event, info)
+        if state == "died":
+            title, body = f"ftwizard: {self.run_name} died", f"run {self.run_name} died: {st.get('message') or ''}"
+        return terminal_sequence(title, body)
+
+    def scan(self, events, last: dict[str, Any] | None = None, status: dict[str, Any] | None = None) -> str | None:
+        """Feed a window of recent events (already-seen ones are skipped) and the status; the sequences
+        to write, if any."""
+        if last:
+            self.last.update({k: v for k, v in last.items() if v is not None})
+        seqs = [s for s in (self.feed(e) for e in list(events) if e.get("kind") == "system") if s]
+        if status is not None:
+            seqs.append(self.status(status) or "")
+        return "".join(seqs) or None

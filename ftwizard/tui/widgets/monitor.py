@@ -76,6 +76,9 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         super().__init__(id=id)
         self.run = run
         self.watch = RunWatch(run)
+        from ftwizard.notify import ViewerNotifier
+
+        self._notifier = ViewerNotifier(run.name)  # h15: terminal notification when the run ends while watched
         self._lock = threading.Lock()
         self._dirty = True
         self._last_state: str | None = None
@@ -138,9 +141,20 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
                 caught_up = self.watch.caught_up()
             if changed:
                 self._dirty = True
+                notice = self._notifier.scan(self.watch.system, {"loss": self.watch.latest.get("loss"),  # h15
+                                                                 "eval_loss": self.watch.latest_eval.get("eval_loss")},
+                                             self.watch.status)
+                if notice:
+                    self.app.call_from_thread(self._notify_terminal, notice)
             if self.proc is not None and self.proc.poll() is not None:
                 self.proc = None  # reaped: no zombie left behind while the app stays open
             time.sleep(POLL_EVERY_S if caught_up else 0.002)  # the gap lets a redraw take the lock
+
+    def _notify_terminal(self, seq: str) -> None:
+        """Bell + OSC 9/777 (ftwizard.notify) straight to the terminal: the run ended while watched (h15)."""
+        driver = getattr(self.app, "_driver", None)
+        if driver is not None and not self.app.is_headless:
+            driver.write(seq)
 
     # ---- drawing (main thread) -------------------------------------------------
     def redraw_if_dirty(self) -> bool:
