@@ -64,7 +64,8 @@ def plan(models, methods, seqs, batch: int) -> list[dict]:
 def settings(row: dict) -> MemorySettings:
     return MemorySettings(method=row["method"], seq_len=row["seq"], micro_batch=row["batch"],
                           gradient_checkpointing=row["ckpt"], optimizer="adamw", precision="bf16", lora_r=16,
-                          lora_targets="all-linear", lora_dropout=0.05, padded=row["padded"], device="cuda")
+                          lora_targets="all-linear", lora_dropout=0.05, padded=row["padded"], device="cuda",
+                          kbit_fp32_rest=True, fused_lm_head=False)  # this loop: peft's upcast, full logits
 
 
 def estimate_row(row: dict, gpu_bytes: int) -> dict:

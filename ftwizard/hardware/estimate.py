@@ -88,9 +88,15 @@ class EstimateInput:
     utilization: float = DEFAULT_UTILIZATION
     price_per_hour: float | None = None  # overrides the GPU's price
     packing: bool = False
-    # QLoRA as the trainer builds it: peft's prepare_model_for_kbit_training upcasts the
-    # non-4-bit weights to fp32, which also makes the residual stream fp32.
-    kbit_fp32_rest: bool = True
+    # Padding-free batches (the trainer's default, data.padding_free): no compute on padding;
+    # under SDPA the micro-batch's block-diagonal mask is (b x seq)^2 per layer.
+    padding_free: bool = True
+    # QLoRA as the trainer builds it: non-4-bit weights in the compute dtype. True models
+    # peft's prepare_model_for_kbit_training (fp32 weights and residual stream).
+    kbit_fp32_rest: bool = False
+    liger: bool = False  # Liger RMSNorm/SwiGLU kernels (liger-kernel installed, CUDA)
+    attention: str = "sdpa"  # or flash_attention_2 / flash_attention_3 (flash-attn installed)
+    fused_lm_head: bool = True  # TRL's chunked LM head (the trainer); False: a plain loop with full logits
     device: str = "cuda"  # "cpu": a CPU run (precision fp32, no CUDA context)
 
     def with_changes(self, **kw: Any) -> "EstimateInput":
@@ -141,7 +147,8 @@ class Estimate:
                 "precision": self.precision, "lora_r": i.lora_r,
                 "lora_targets": i.lora_targets if isinstance(i.lora_targets, str) else list(i.lora_targets),
                 "lora_dropout": i.lora_dropout, "n_gpus": i.n_gpus, "strategy": i.strategy,
-                "epochs": i.epochs, "packing": i.packing,
+                "epochs": i.epochs, "packing": i.packing, "padding_free": i.padding_free, "liger": i.liger,
+                "attention": i.attention, "fused_lm_head": i.fused_lm_head, "kbit_fp32_rest": i.kbit_fp32_rest,
             },
             "total_bytes": self.total_bytes,
             "parts": dict(self.parts),
@@ -223,7 +230,8 @@ def memory_only(inp: EstimateInput, shape: ModelShape | None = None, gpu: GpuTar
         gradient_checkpointing=inp.gradient_checkpointing, optimizer=inp.optimizer, precision=precision,
         lora_r=inp.lora_r, lora_targets=targets, lora_dropout=inp.lora_dropout, n_gpus=inp.n_gpus,
         strategy=inp.strategy, padded=False if inp.packing else None, kbit_fp32_rest=inp.kbit_fp32_rest,
-        device="cpu" if inp.device == "cpu" else "cuda",
+        device="cpu" if inp.device == "cpu" else "cuda", fused_lm_head=inp.fused_lm_head,
+        padding_free=inp.padding_free and not inp.packing, liger=inp.liger, attention=inp.attention,
     )
     return training_memory(shape, settings), precision, settings.seq_len
 
@@ -257,8 +265,8 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
     if inp.lengths:
         rows = len(inp.lengths)
         per_row = inp.max_length if inp.packing else expected_padded_length(list(inp.lengths), inp.micro_batch, inp.max_length)
-        if inp.packing:
-            tokens = int(min(sum(inp.lengths), rows * inp.max_length) * inp.epochs)
+        if inp.packing or (inp.padding_free and inp.micro_batch > 1):  # no compute spent on padding
+            tokens = int(sum(min(x, inp.max_length) for x in inp.lengths) * inp.epochs)
         else:
             tokens = round(rows * per_row * inp.epochs)
     elif inp.train_tokens:
@@ -324,6 +332,7 @@ def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[i
         gradient_checkpointing=t.gradient_checkpointing, optimizer=_CONFIG_OPTIMIZER.get(t.optimizer, "adamw"),
         precision=precision, lora_r=cfg.lora.r, lora_targets=targets, lora_dropout=cfg.lora.dropout,
         n_gpus=n_gpus, strategy=strategy, gpu=gpu, epochs=t.epochs, packing=cfg.data.packing,
+        padding_free=getattr(cfg.data, "padding_free", True),
     )
     if overrides:
         inp = inp.with_changes(**overrides)

@@ -12,9 +12,10 @@ trainer uses (transformers + peft, SDPA attention, bf16/fp16 autocast):
   decoder in NF4 (0.5 B/param) plus quantisation constants (one fp32 absmax per 64
   weights, or with double quantisation one 8-bit absmax per 64 plus one fp32 per 256
   blocks); peft's `prepare_model_for_kbit_training` (which the trainer calls) then
-  upcasts everything else (embeddings, output layer, norms) to fp32, which also makes
-  the residual stream and the MLP intermediates fp32 (bitsandbytes returns its output
-  in the input's dtype).
+  used to upcast everything else (embeddings, output layer, norms) to fp32, which also
+  made the residual stream and the MLP intermediates fp32 (bitsandbytes returns its
+  output in the input's dtype). The trainer no longer calls it: the rest stays in the
+  compute dtype (`kbit_fp32_rest=False`, the default; True models the old way).
 * LoRA adapters: fp32 (peft's default), bf16 for QLoRA (what TRL does).
 * gradients in the dtype of the trainable parameters; AdamW keeps two states in the
   parameter dtype (8 B/param for fp32), 8-bit AdamW two bytes plus one fp32 absmax per
@@ -27,10 +28,19 @@ trainer uses (transformers + peft, SDPA attention, bf16/fp16 autocast):
   checked byte-for-byte against `torch.autograd.graph.saved_tensors_hooks` on CPU
   (tests/test_estimate_activations.py). With gradient checkpointing a layer keeps only
   its input and one layer is recomputed at a time.
-* logits and loss: at the start of backward the fp32 log-softmax output, its incoming
-  gradient and its outgoing gradient are alive together: 12 bytes per token per vocab
-  entry, large with 128k-256k vocabularies (in full fine-tuning, the output layer's
-  weight gradient that follows can be larger for short batches).
+* logits and loss: TRL 1.16's SFTTrainer (what the trainer runs) never builds the full
+  logits: its chunked LM head projects 4096-token x 32768-vocab tiles and keeps fp32
+  per-token statistics; backward holds one tile, the fp32 gradient of the hidden states
+  and the trained positions' hidden states (`fused_lm_head=True`). A plain loop that
+  calls `model(labels=...)` (the probe, `fused_lm_head=False`) holds the fp32
+  log-softmax output, its incoming and its outgoing gradient at the start of backward:
+  12 bytes per token per vocab entry, large with 128k-256k vocabularies (in full
+  fine-tuning, the output layer's weight gradient that follows can be larger).
+* padding-free batches join a micro-batch into one row of b x seq tokens: under SDPA or
+  eager attention the block-diagonal mask is a (b x seq)^2 bias per layer and K/V are
+  repeated to all heads; FlashAttention's varlen kernels need neither.
+* Liger kernels: RMSNorm saves its input in its own dtype (no fp32 copy) and the fused
+  SwiGLU saves only the gate and up projections (not the activation's output).
 * a backward workspace for one layer, the CUDA context (outside PyTorch's allocator),
   cuBLAS workspaces, and allocator overhead (reserved minus allocated).
 
@@ -45,7 +55,7 @@ Pure arithmetic, no torch import: the wizard re-estimates on every keystroke.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ftwizard.hardware.shapes import ALL_LINEAR, ModelShape
 
@@ -61,7 +71,14 @@ CALIBRATION = {
     "nf4_blocksize": 64,
     "nf4_dq_blocksize": 256,
     "adam8bit_blocksize": 256,
+    # With gradient checkpointing, is the backward peak the recomputed layer PLUS the
+    # logits/loss buffers ("sum", today's model) or the larger of the two ("max": the loss
+    # buffers are freed before the last layer is recomputed)? bench/gpu_kit.py reports both.
+    "checkpointed_backward_peak": "sum",
 }
+FUSED_HEAD_TOKENS = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
+FUSED_HEAD_VOCAB = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
+FLASH_ATTENTIONS = ("flash_attention_2", "flash_attention_3")
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -82,8 +99,12 @@ class MemorySettings:
     strategy: str = "ddp"  # ddp | fsdp
     padded: bool | None = None  # batches padded to a common length (a mask goes to attention); None: micro_batch > 1
     double_quant: bool = True
-    kbit_fp32_rest: bool = True  # QLoRA: prepare_model_for_kbit_training upcasts non-4-bit weights to fp32
+    kbit_fp32_rest: bool = False  # QLoRA: True models peft's prepare_model_for_kbit_training fp32 upcast
     device: str = "cuda"  # cuda | cpu (dropout masks and context differ)
+    fused_lm_head: bool = True  # TRL's chunked LM head (the trainer); False: full logits (a plain loop)
+    padding_free: bool = False  # the micro-batch joined into one row (position ids restart per example)
+    liger: bool = False  # Liger RMSNorm + SwiGLU kernels
+    attention: str = "sdpa"  # sdpa | eager | flash_attention_2 | flash_attention_3
 
 
 @dataclass
@@ -128,7 +149,8 @@ def layer_activation_bytes(shape: ModelShape, s: MemorySettings, *, trainable_ba
     # the normalised value too (in the input's dtype; Gemma's norm works in fp32 and
     # also keeps 1 + weight in fp32).
     norm_train = (4 if gemma else res) if trainable_base else 0
-    per_tok += shape.norms_per_layer * (4 * h + 4 + norm_train * h)
+    norm_saved = res * h if s.liger else 4 * h  # Liger keeps the input as is; HF's norm an fp32 copy
+    per_tok += shape.norms_per_layer * (norm_saved + 4 + norm_train * h)
     const += shape.norms_per_layer * 4 * h if gemma else 0
     if shape.qk_norm:  # RMSNorm over head_dim on the 16-bit q and k projections
         qk_train = (4 if gemma else p) if trainable_base else 0
@@ -145,15 +167,18 @@ def layer_activation_bytes(shape: ModelShape, s: MemorySettings, *, trainable_ba
         if shape.fused:
             per_tok += p * q
     # Attention. With a padding mask (or head_dim > 256) K and V are repeated to all heads.
-    kv_eff = q if (mask or shape.head_dim > 256) else kvd
-    if shape.attention == "eager":
+    flash = s.attention in FLASH_ATTENTIONS
+    if flash:
+        mask = False  # varlen kernels take sequence boundaries, not a mask
+    kv_eff = q if (mask or shape.head_dim > 256) and not flash else kvd
+    if shape.attention == "eager" and not flash:
         # scores, soft-capped scores, fp32 softmax and its 16-bit cast, per head per key
         per_tok += p * (q + 2 * kv_eff) + p * q + shape.heads * s.seq_len * (p + p + 4 + p)
     else:
         per_tok += p * (2 * q + 2 * kv_eff) + 4 * shape.heads
     # Gated MLP: activation input, activation output, up projection (fp32 when the
     # projections hand back fp32, as bitsandbytes does for an fp32 residual stream).
-    per_tok += 3 * (mlp or p) * i
+    per_tok += (2 if s.liger else 3) * (mlp or p) * i  # Liger's SwiGLU recomputes the activation
     # LoRA adapters on the chosen modules.
     if s.method in ("lora", "qlora"):
         per_tok += _lora_saved_per_token(shape, s, res=res, p=p, autocast=autocast, mlp=mlp or p)
@@ -200,10 +225,35 @@ def _lora_saved_per_token(shape: ModelShape, s: MemorySettings, *, res: int, p: 
     return total
 
 
+def fused_head_bytes(shape: ModelShape, s: MemorySettings, tok: int, *, res: int, p: int, trainable_head: bool) -> int:
+    """What TRL's chunked LM head holds at the start of backward (trl/kernels/chunked_logprob.py).
+
+    Forward keeps the trained positions' hidden states (a compact copy on CUDA) and ~8 fp32
+    values per token; backward adds one projection tile in the compute dtype, the fp32
+    gradient of the hidden states, its cast back to the hidden dtype, and, when the output
+    layer trains, an fp32 weight gradient. The CPU path (no Triton) folds a tile in torch,
+    with about eight fp32 temporaries of the tile's size."""
+    h = shape.hidden
+    tile = min(tok, FUSED_HEAD_TOKENS) * min(shape.vocab, FUSED_HEAD_VOCAB)
+    total = tok * 32 + tile * p + tok * h * 4 + (tok * h * res if res != 4 else 0)
+    total += tok * h * res if s.device == "cuda" else 0  # hidden_states[mask]
+    if s.device != "cuda":
+        total += tile * 8 * 4
+    if res == 4 and p != 4:  # fp32 hidden states cast to the compute dtype per token chunk
+        total += min(tok, FUSED_HEAD_TOKENS) * h * p
+    if trainable_head:
+        total += shape.vocab * h * 4 + (FUSED_HEAD_VOCAB * h * p if p != 4 else 0)
+    return total
+
+
 def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     """Peak memory of one GPU during training, in parts that add up to the total."""
     if s.method not in ("full", "lora", "qlora"):
         raise ValueError(f"unknown method {s.method!r}")
+    if s.padding_free and s.micro_batch > 1:
+        # one row of b x seq tokens; SDPA/eager get a block-diagonal mask over all of it
+        s = replace(s, micro_batch=1, seq_len=s.micro_batch * s.seq_len, padding_free=False,
+                    padded=s.attention not in FLASH_ATTENTIONS)
     p = DTYPE_BYTES[s.precision]
     autocast = s.precision != "fp32"
     n_total = shape.total_params
@@ -271,8 +321,11 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
         acts = shape.layers * tok * res * h + per_layer + outside
     else:
         acts = shape.layers * per_layer + outside
-    logits = tok * shape.vocab * 12
-    if trainable_base:
+    if s.fused_lm_head:
+        logits = fused_head_bytes(shape, s, tok, res=res, p=p, trainable_head=trainable_base)
+    else:
+        logits = tok * shape.vocab * 12
+    if trainable_base and not s.fused_lm_head:
         # Right after the loss, the output layer's weight gradient appears: computed in 16
         # bit under autocast and accumulated into the fp32 .grad (both briefly alive),
         # beside the 16-bit gradient of the logits. For small batches this moment, not
@@ -285,6 +338,11 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
         workspace += max(i * o for _, i, o, _ in shape.linear_modules()) * p
 
     grads_during_backward = parts["gradients"] if s.grad_accum > 1 else 0
+    if s.gradient_checkpointing and CALIBRATION["checkpointed_backward_peak"] == "max":
+        # the loss buffers are gone before the last layer is recomputed: the larger one sets the peak
+        recomputed = per_layer
+        acts -= recomputed
+        logits = max(logits, recomputed)
     backward_peak = weight_copies + acts + logits + grads_during_backward
     step_peak = parts["gradients"] - grads_during_backward + opt_tmp // shard
     if backward_peak >= step_peak:

@@ -145,6 +145,7 @@ def probe(config_path: str, steps: int = 2) -> dict:
         precision=prec.name, lora_r=cfg.lora.r,
         lora_targets=cfg.lora.target_modules if isinstance(cfg.lora.target_modules, str) else tuple(cfg.lora.target_modules),
         lora_dropout=cfg.lora.dropout, padded=padded, device="cuda" if cuda else "cpu",
+        fused_lm_head=False,  # this loop calls model(labels=...): full logits, unlike TRL's chunked head
     )
     est = training_memory(shape, settings)
     out = {
