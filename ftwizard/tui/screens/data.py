@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import DataTable, Input, Label, Static
+from ftwizard.tui.widgets.tables import fill_table
 from ftwizard.tui.workers import ReportsWorkerErrors
 
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green"}
@@ -90,8 +91,9 @@ class DataStep(ReportsWorkerErrors, Vertical):
         Binding("ctrl+o", "lint", "Lint", priority=True),
         Binding("ctrl+f", "fix", "Fix copy", priority=True),
         Binding("ctrl+x", "split", "Split", priority=True),
-        Binding("pageup", "row(-1)", "Prev row", show=False),
-        Binding("pagedown", "row(1)", "Next row", show=False),
+        # priority: the findings table would otherwise take PgUp/PgDn for its own scrolling
+        Binding("pageup", "row(-1)", "Prev row", show=False, priority=True),
+        Binding("pagedown", "row(1)", "Next row", show=False, priority=True),
     ]
 
     def __init__(self, **kw):
@@ -106,13 +108,14 @@ class DataStep(ReportsWorkerErrors, Vertical):
         with Horizontal(classes="form-row"):
             yield Label("training file", classes="field-name")
             yield Input(str(cfg.data.train), id="data-path", compact=True, suggester=PathSuggester())
-        yield Static(Text("Enter lints the file (Right accepts a completion). Ctrl+F writes a fixed copy, "
-                          "Ctrl+X a train/eval split: new files, the original is never changed.", style="dim"),
-                     classes="form-help")
+        yield Static(Text("Enter lints it (Right completes a path). ^f: fixed copy, ^x: train/eval split "
+                          "(new files; originals never change)", style="dim"), classes="form-help")
+        yield Static(id="data-files", classes="form-help")
         yield Static(id="data-summary")
         with Horizontal(id="data-body"):
             table = DataTable(id="lint-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("sev", "rule", "row", "message")
+            table.border_title = "findings"
             yield table
             with VerticalScroll(id="data-side"):
                 yield Static(id="data-finding")
@@ -122,6 +125,20 @@ class DataStep(ReportsWorkerErrors, Vertical):
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self.app.blink
         self.query_one("#data-side").border_title = "row"
+        self.show_files()
+
+    def show_files(self) -> None:
+        """Which files the run will use: the training file and the held-out (eval) file."""
+        cfg = self.app.state.config
+        eval_file = str(cfg.data.eval) if cfg.data.eval else "none (Ctrl+X splits one off)"
+        self.query_one("#data-files", Static).update(Text.assemble(
+            ("in use: ", "bold"), "train ", (str(cfg.data.train), "bold"), "  eval ", (eval_file, "bold")))
+
+    def work_dir(self) -> Path:
+        """Where new data files go: next to the config, else the folder the wizard runs in (never next to
+        the bundled sample data, which may sit inside an installed package)."""
+        path = self.app.state.saved_to or self.app.state.config_path
+        return Path(path).expanduser().resolve().parent if path is not None else Path.cwd()
 
     def on_unmount(self) -> None:
         """A lint still running is only a reader of the file: stop it rather than wait for it."""
@@ -147,6 +164,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
             self.query_one("#data-summary", Static).update(Text(f"x no such file: {path}", style="bold red"))
             return
         self.app.state.config.data.train = path.resolve()
+        self.show_files()
         self.action_lint()
 
     def action_lint(self) -> None:
@@ -200,16 +218,20 @@ class DataStep(ReportsWorkerErrors, Vertical):
             (f"{total_err or n_err} errors ", "bold red" if n_err else "green"),
             (f"{sum(counts.values()) - (total_err or n_err)} warnings/notes", "yellow" if n_warn else "dim"),
         )
-        if report.get("ok"):
+        leaks = [f for f in report.get("warnings", []) + report.get("errors", []) if f["rule"].startswith("eval.")]
+        if report.get("ok") and not leaks:
             summary.append("  ready to train", style="bold green")
+        elif leaks:
+            summary.append(f"  not ready: {leaks[0]['message']}", style="bold yellow")
         self.query_one("#data-summary", Static).update(summary)
         table = self.query_one("#lint-table", DataTable)
-        table.clear()
         findings = report.get("errors", []) + report.get("warnings", []) + report.get("infos", [])
+        rows = []
         for i, f in enumerate(findings):
             sev = {"error": "err", "warning": "warn"}.get(f["severity"], f["severity"])
-            table.add_row(Text(sev, style=SEVERITY_STYLES.get(f["severity"], "")), f["rule"],
-                          str(f["row"]) if f.get("row") else "-", f["message"], key=str(i))
+            rows.append(([Text(sev, style=SEVERITY_STYLES.get(f["severity"], "")), f["rule"],
+                          str(f["row"]) if f.get("row") else "-", f["message"]], str(i)))
+        fill_table(table, ["sev", "rule", "row", "message"], rows, max_width={3: 200})
         tokens = (report.get("stats") or {}).get("tokens")
         width = max(10, self.query_one("#data-side").content_size.width - 22)
         self.query_one("#data-hist", Static).update(histogram_text(tokens, width) if tokens else "")
@@ -302,7 +324,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
         from ftwizard.data.fix import fix_file
         from ftwizard.errors import UserError
 
-        out = src.with_name(src.stem + ".fixed.jsonl")
+        out = self.work_dir() / (src.name.split(".")[0] + ".fixed.jsonl")
         try:
             rep = fix_file(src, out, dedup="near", drop_invalid=True, to_messages=True,
                            system_prompt=self.app.state.config.data.system_prompt, force=False)
@@ -310,11 +332,27 @@ class DataStep(ReportsWorkerErrors, Vertical):
             self.app.call_from_thread(self.notify, e.what + (f" ({e.fix})" if e.fix else ""), severity="warning",
                                       timeout=10)
             return
+        kept = sum(rep.rows_out.values()) if isinstance(rep.rows_out, dict) else rep.rows_out
         self.app.call_from_thread(self._use_files, out, None,
-                                  f"wrote {out.name}: {rep.rows_out} of {rep.rows_in} rows kept")
+                                  f"Wrote a fixed copy, {out}: kept {kept:,} of {rep.rows_in:,} rows")
 
     def action_split(self) -> None:
-        self._split(Path(self.app.state.config.data.train))
+        """A split replaces the configured eval file: ask first when there is one."""
+        cfg = self.app.state.config
+        src = Path(cfg.data.train)
+        if cfg.data.eval:
+            from ftwizard.tui.screens.modals import ConfirmScreen
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self._split(src)
+
+            self.app.push_screen(ConfirmScreen(
+                f"The config already uses the held-out file {cfg.data.eval}.",
+                f"Split {src.name} and use its new held-out part instead? The old file is kept, only the "
+                "config changes.", yes="y: split and replace", no="n / Esc: keep the current eval file"), answer)
+            return
+        self._split(src)
 
     @work(thread=True, exclusive=True, group="fix", exit_on_error=False)
     def _split(self, src: Path) -> None:
@@ -322,13 +360,16 @@ class DataStep(ReportsWorkerErrors, Vertical):
         from ftwizard.errors import UserError
 
         try:
-            rep = split_file(src, eval_fraction=0.1, drop_invalid=True)
+            rep = split_file(src, self.work_dir(), eval_fraction=0.1, drop_invalid=True)
         except UserError as e:
             self.app.call_from_thread(self.notify, e.what + (f" ({e.fix})" if e.fix else ""), severity="warning",
                                       timeout=10)
             return
-        self.app.call_from_thread(self._use_files, Path(rep.outputs["train"]), Path(rep.outputs["eval"]),
-                                  f"split into {Path(rep.outputs['train']).name} and {Path(rep.outputs['eval']).name}")
+        n = rep.rows_out if isinstance(rep.rows_out, dict) else {}
+        self.app.call_from_thread(
+            self._use_files, Path(rep.outputs["train"]), Path(rep.outputs["eval"]),
+            f"Split {src.name} into {n.get('train', 0):,} training rows ({rep.outputs['train']}) and "
+            f"{n.get('eval', 0):,} held-out rows ({rep.outputs['eval']})")
 
     def _use_files(self, train: Path, eval_file: Path | None, message: str) -> None:
         cfg = self.app.state.config
@@ -338,5 +379,6 @@ class DataStep(ReportsWorkerErrors, Vertical):
         inp = self.query_one("#data-path", Input)
         with inp.prevent(Input.Changed):
             inp.value = str(cfg.data.train)
-        self.notify(message + "; the config now uses it")
+        self.notify(message + ". The config now uses " + ("them." if eval_file is not None else "it."), timeout=10)
+        self.show_files()
         self.action_lint()

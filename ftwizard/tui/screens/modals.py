@@ -120,6 +120,28 @@ class ConfirmErrorsScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question that replaces something: y answers yes, Enter does not (a deliberate key)."""
+
+    BINDINGS = [Binding("y", "yes", "Yes"), Binding("n,escape", "no", "No")]
+
+    def __init__(self, title: str, question: str, *, yes: str = "y: yes", no: str = "n / Esc: no"):
+        super().__init__()
+        self.title_text, self.question, self.yes_text, self.no_text = title, question, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(self.title_text, style="bold"))
+            yield Static(self.question)
+            yield Static(Text(f"{self.yes_text}    {self.no_text}", style="dim"))
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
 class ErrorScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,enter", "close", "Close")]
 

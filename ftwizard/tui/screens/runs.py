@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 from ftwizard.rundir import RunDir
 from ftwizard.tui.runwatch import format_duration, format_number, last_losses
 from ftwizard.tui.widgets.keys_footer import KeysFooter
+from ftwizard.tui.widgets.tables import fill_table
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
 
@@ -53,6 +54,9 @@ class _Row:
     started_at: float | None
 
 
+COLUMNS = ["run", "state", "step", "loss", "eval loss", "started"]
+
+
 class RunPickerScreen(ReportsWorkerErrors, Screen):
     """`ftwizard runs` in a terminal: pick a run to watch."""
 
@@ -67,11 +71,12 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
     def __init__(self, runs_dir: Path):
         super().__init__()
         self.runs_dir = Path(runs_dir)
+        self.loaded = False  # True once the first listing is on screen (tests and snapshots wait for it)
 
     def compose(self) -> ComposeResult:
         yield Static(f"Runs in {self.runs_dir}  (Enter: watch, q: quit)", id="picker-title")
         table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        table.add_columns("run", "state", "step", "loss", "eval loss", "started")
+        table.add_columns(*COLUMNS)
         yield table
         yield KeysFooter()
 
@@ -96,17 +101,15 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
 
     def _fill(self, runs: list["_Row"]) -> None:
         table = self.query_one(DataTable)
-        keep = table.cursor_row
-        table.clear()
         now = time.time()
+        rows = []
         for r in runs:
             step = f"{r.step}/{r.max_steps}" if r.step is not None and r.max_steps else str(r.step or "-")
             age = format_duration(now - r.started_at) + " ago" if r.started_at else "-"
-            table.add_row(r.name, r.state, step, format_number(r.loss), format_number(r.eval_loss), age,
-                          key=str(r.path))
-        if runs:
-            table.move_cursor(row=min(keep, len(runs) - 1))
-        else:
+            rows.append(([r.name, r.state, step, format_number(r.loss), format_number(r.eval_loss), age], str(r.path)))
+        fill_table(table, COLUMNS, rows)  # widths from the rows, at once: no race with the table's idle sizing
+        self.loaded = True
+        if not runs:
             self.query_one("#picker-title", Static).update(f"No runs in {self.runs_dir} yet.")
 
     def action_open(self) -> None:
