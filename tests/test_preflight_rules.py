@@ -302,6 +302,16 @@ def test_clipping():
     assert severity(hp({"training": {"max_grad_norm": 1.0}}), "clip.max_grad_norm") is None
 
 
+def test_missing_tracker_package_is_an_error_with_the_install_command(monkeypatch):
+    from ftwizard import tracking
+
+    monkeypatch.setitem(tracking.TRACKERS, "wandb", tracking.Tracker("wandb", "no_such_module_h15", "wandb", "wandb", ""))
+    rep = hp({"training": {"report_to": ["wandb"]}})
+    (f,) = rep.by_rule("tracking.missing")
+    assert f.severity == ERROR and "pip install wandb" in f.fix and f.edit == {"training.report_to": []}
+    assert not hp({"training": {"report_to": []}}).by_rule("tracking.missing")
+
+
 def test_every_rule_is_tested_and_documented():
     here = Path(__file__).read_text() + (Path(__file__).parent / "test_preflight_scenarios.py").read_text() \
         + (Path(__file__).parent / "test_preflight_balance.py").read_text() \

@@ -151,7 +151,7 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
     t = lap("estimate", t)
 
     # 5. the rules
-    for rule_fn in (g.device_and_precision, g.memory, g.budget, g.lint_findings, g.duplicates, g.imbalance, g.eos,
+    for rule_fn in (g.device_and_precision, g.trackers, g.memory, g.budget, g.lint_findings, g.duplicates, g.imbalance, g.eos,
                     g.chat_markup, g.truncation,
                     g.too_few, g.eval_set, g.learning_rate, g.epochs, g.warmup, g.batch, g.steps, g.lora, g.clipping):
         rule_fn(ctx)

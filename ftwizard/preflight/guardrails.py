@@ -233,6 +233,19 @@ def device_and_precision(ctx: Context) -> None:
                 field="training.precision", edit={"training.precision": "fp16"})
 
 
+def trackers(ctx: Context) -> None:
+    """training.report_to names a tracker whose package is missing (h15: ftwizard.tracking)."""
+    from ftwizard.tracking import install_hint, missing_trackers
+
+    missing = missing_trackers(ctx.cfg)
+    if missing:
+        names = ", ".join(n for n, _ in missing)
+        ctx.add("tracking.missing", ERROR, f"training.report_to names {names}, which is not installed here",
+                f"{install_hint(missing)}; or remove it from training.report_to",
+                field="training.report_to",
+                edit={"training.report_to": [n for n in ctx.cfg.training.report_to if n not in dict(missing)]})
+
+
 _ADVICE_FIELDS = {
     "gradient_checkpointing": "training.gradient_checkpointing",
     "micro_batch": "training.batch_size",
