@@ -8,10 +8,13 @@ Enter on one applies it to the config. GPU detection (NVML) runs in a worker.
 
 from __future__ import annotations
 
+import re
+
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
@@ -26,6 +29,13 @@ GB = 2**30
 VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does_not_fit": "bold red", "unknown": "bold"}
 VERDICT_TEXT = {"fits": "fits", "tight": "fits, but tight (over 90 % of memory)", "does_not_fit": "does NOT fit",
                 "unknown": "no GPU to compare with"}
+_CLI_ASIDE = re.compile(r"\s*\((?:[^()]*?)(?:--[a-z]|`ftwizard)[^()]*\)")
+
+
+def screen_note(note: str) -> str:
+    """An estimator note for the screen: asides that name CLI flags or commands are dropped (the wizard has
+    its own controls for them)."""
+    return _CLI_ASIDE.sub("", note)
 _OPTIMIZER_TO_CONFIG = {"adamw": "adamw_torch", "adamw8bit": "adamw_8bit", "paged_adamw8bit": "paged_adamw_8bit",
                         "paged_adamw32bit": "paged_adamw_32bit", "sgd": "sgd"}
 
@@ -60,12 +70,15 @@ def config_changes(settings: dict) -> dict[str, object] | None:
 
 class ModelStep(ReportsWorkerErrors, VerticalScroll):
     TITLE = "Model"
+    BINDINGS = [Binding("u", "undo_fix", "Undo fix")]
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.detection = None
         self.estimate = None
         self.rows: int | None = None
+        self.applied: list[tuple[str, dict[str, tuple[object, object]]]] = []  # (fix, {field: (old, new)})
+        self.cpu = False  # judged against this machine's RAM (a CPU run)
 
     def compose(self) -> ComposeResult:
         cfg = self.app.state.config
@@ -89,6 +102,7 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         yield Static(id="model-verdict")
         yield MemoryBar(id="model-bar")
         yield Static(id="model-notes", classes="form-help")
+        yield Static(id="model-undo")
         yield Static(Text("Fixes (Enter applies one):", style="bold"), id="model-fixes-title")
         yield OptionList(id="model-fixes")
 
@@ -128,7 +142,7 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         self.detection = det
         options = [(f"detected: {g.name} ({g.memory_total / GB:.0f} GB)", f"detected:{g.index}") for g in det.gpus]
         options += [(f"catalog: {n}", n) for n in names()]
-        options.append(("no GPU (CPU run)", "none"))
+        options.append(("this machine: CPU and RAM (no GPU)", "none"))
         sel = self.query_one("#model-gpu", Select)
         wanted = self.app.state.gpu_choice
         if wanted is None:
@@ -140,14 +154,21 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         if det.gpus:
             info = ", ".join(f"{g.name} {g.memory_used / GB:.1f}/{g.memory_total / GB:.0f} GB used" for g in det.gpus)
         else:
-            info = f"no GPU here ({det.message}); CPU: {det.cpu.cores} cores, {det.cpu.ram_total / GB:.0f} GB RAM"
+            why = (det.message or "no GPU found").split(" (")[0]
+            info = (f"no GPU here ({why}): the run trains on the CPU, {det.cpu.cores} cores, "
+                    f"{det.cpu.ram_total / GB:.0f} GB RAM ({det.cpu.ram_available / GB:.0f} GB free), "
+                    "fp32, no CUDA context")
         self.query_one("#model-detected", Static).update(Text(info, style="dim"))
         self.update_estimate()
 
     def gpu_target(self):
+        """What the estimate is judged against: a detected or catalog GPU, or this machine's RAM for a CPU run."""
         choice = self.app.state.gpu_choice
-        if not choice or choice == "none":
-            return None
+        self.cpu = not choice or choice == "none" or self.app.state.config.training.device == "cpu"
+        if self.cpu:
+            from ftwizard.preflight.inputs import cpu_target
+
+            return cpu_target()
         if choice.startswith("detected:") and self.detection is not None:
             from ftwizard.hardware.gpus import gpu_target
 
@@ -165,9 +186,10 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         verdict = self.query_one("#model-verdict", Static)
         fixes = self.query_one("#model-fixes", OptionList)
         target = self.gpu_target()
-        self.app.state.gpu_target = target
+        self.app.state.gpu_target = None if self.cpu else target
+        cpu = {"device": "cpu", "precision": "fp32"} if self.cpu else {}  # as `ftwizard check` judges a CPU run
         try:
-            est = estimate_for_config(cfg, gpu=target, rows=self.rows)
+            est = estimate_for_config(cfg, gpu=target, rows=self.rows, **cpu)
         except UserError as e:
             self.estimate = None
             verdict.update(Text(f"x cannot estimate: {e.what}" + (f" ({e.fix})" if e.fix else ""), style="bold red"))
@@ -184,7 +206,9 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         self.query_one(MemoryBar).set_parts(parts, cap)
         line = Text.assemble(("Estimate: ", "bold"), f"{est.total_bytes / GB:.1f} GB peak ",
                              (VERDICT_TEXT[est.verdict], VERDICT_STYLE[est.verdict]))
-        if est.gpu is not None:
+        if self.cpu:
+            line.append(f" in {est.gpu.memory_bytes / GB:.0f} GB RAM (CPU run, fp32)")
+        elif est.gpu is not None:
             line.append(f" on {est.gpu.name}")
         line.append(f"   {est.trainable_params / 1e6:,.1f}M of {est.total_params / 1e6:,.0f}M params trained")
         if est.time_s:
@@ -192,7 +216,8 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
             if est.cost is not None:
                 line.append(f", about ${est.cost:,.2f}")
         verdict.update(line)
-        self.query_one("#model-notes", Static).update(Text("\n".join(est.notes[:3]), style="dim"))
+        self.query_one("#model-notes", Static).update(Text("\n".join(screen_note(n) for n in est.notes[:3]),
+                                                            style="dim"))
         fixes.clear_options()
         for i, fix in enumerate(est.advice[:6]):
             usable = config_changes(fix["settings"]) is not None
@@ -203,6 +228,8 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
             fixes.add_option(Option(label, id=str(i), disabled=not usable))
         self.query_one("#model-fixes-title").display = bool(est.advice)
         fixes.display = bool(est.advice)
+        first = next((i for i in range(fixes.option_count) if not fixes.get_option_at_index(i).disabled), None)
+        fixes.highlighted = first  # Enter applies the highlighted fix: the first usable one to start with
 
     # ---- edits ------------------------------------------------------------------
     @on(Input.Changed, "#model-base")
@@ -211,12 +238,54 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         if value:
             self.app.state.config.model.base = value
             self.update_estimate()
+            self._explain_applied()
 
     @on(Select.Changed, "#model-method")
     def _method(self, event: Select.Changed) -> None:
         if event.value is not Select.NULL:
             self.app.state.config.model.method = event.value
             self.update_estimate()
+            self._explain_applied()
+
+    def _explain_applied(self) -> None:
+        """The model changed after a fix: the fix's settings were chosen for the old model; say so, offer undo."""
+        box = self.query_one("#model-undo", Static)
+        if not self.applied:
+            box.update("")
+            return
+        change, edits = self.applied[-1]
+        what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in edits.items())
+        box.update(Text.assemble(("! ", "bold yellow"), f"The fix \"{change}\" changed {what} for the earlier "
+                                 "model. ", ("u undoes it.", "bold")))
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "undo_fix":
+            return bool(self.applied)
+        return True
+
+    def action_undo_fix(self) -> None:
+        if not self.applied:
+            return
+        change, edits = self.applied.pop()
+        cfg = self.app.state.config
+        for path, (old, _new) in edits.items():
+            section, name = path.split(".", 1)
+            setattr(getattr(cfg, section), name, old)
+        self._sync_editors()
+        self.notify("undid the fix \"" + change + "\": " + ", ".join(f"{k} back to {old}" for k, (old, _n)
+                                                                  in edits.items()))
+        self.query_one("#model-undo", Static).update("")
+        self.refresh_bindings()
+        self.update_estimate()
+
+    def _sync_editors(self) -> None:
+        cfg = self.app.state.config
+        method = self.query_one("#model-method", Select)
+        with method.prevent(Select.Changed):
+            method.value = cfg.model.method
+        base = self.query_one("#model-base", Input)
+        with base.prevent(Input.Changed):
+            base.value = cfg.model.base
 
     @on(Select.Changed, "#model-gpu")
     def _gpu(self, event: Select.Changed) -> None:
@@ -233,14 +302,15 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         if not changes:
             return
         cfg = self.app.state.config
+        edits: dict[str, tuple[object, object]] = {}
         for path, value in changes.items():
             section, name = path.split(".", 1)
+            old = getattr(getattr(cfg, section), name)
             setattr(getattr(cfg, section), name, value)
-        method = self.query_one("#model-method", Select)
-        with method.prevent(Select.Changed):
-            method.value = cfg.model.method
-        base = self.query_one("#model-base", Input)
-        with base.prevent(Input.Changed):
-            base.value = cfg.model.base
-        self.notify("applied: " + fix["change"])
+            if old != value:
+                edits[path] = (old, value)
+        self.applied.append((fix["change"], edits))
+        self._sync_editors()
+        self.notify("Applied \"" + fix["change"] + "\": " + ", ".join(f"{k} {o} -> {n}" for k, (o, n) in edits.items()))
+        self.refresh_bindings()
         self.update_estimate()
