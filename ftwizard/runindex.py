@@ -156,13 +156,15 @@ def resolve_run(ref: str | Path, runs_dir: Path | None = None) -> RunDir:
     for cand in cands:
         if cand.is_dir() and RunDir(cand).exists():
             return RunDir(cand)
-    runs, _ = indexed_runs()
+    runs, _ = indexed_runs([runs_dir] if runs_dir is not None else [])
     named = [r for r in runs if r.name == str(ref) or abs_run_path(r.path) == abs_run_path(p)]
     if len(named) == 1:
         return RunDir(named[0].path)
     if len(named) > 1:
         raise UserError(f"{len(named)} runs are named {str(ref)!r}", where=", ".join(str(r.path) for r in named),
                         fix="name the run by its folder")
+    here = abs_run_path(runs_dir) if runs_dir is not None else None
+    runs.sort(key=lambda r: abs_run_path(Path(r.path).parent) != here)  # this folder's runs first
     names = [r.name for r in runs][:10]
     raise UserError(
         f"no run named {str(ref)!r}",
