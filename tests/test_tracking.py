@@ -210,3 +210,14 @@ def test_no_key_or_token_in_any_file_the_run_wrote(tracked_run):
     assert leaks == []
     cfg = load_config(run.config)
     assert cfg.training.report_to == INSTALLED
+
+
+@pytest.mark.slow
+def test_run_ends_well_despite_an_unreachable_webhook_and_its_summary_names_the_trackers(tracked_run):
+    _, run, _, _ = tracked_run
+    failed = [e for e in run.iter_events() if e.get("event") == "notify_failed"]
+    assert run.status()["state"] == "completed"
+    assert failed and failed[0]["for"] == "completed" and failed[0]["host"] == "http://127.0.0.1:9"
+    summary = (run.path / "summary.md").read_text()
+    for name in INSTALLED:
+        assert f"| {name} | `{run.path.resolve() / 'tracking'}" in summary

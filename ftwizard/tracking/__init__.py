@@ -142,7 +142,38 @@ def setup_for_trainer(cfg, run_path: Path | str, run_name: str) -> dict[str, Any
             tracker_dir(run_path, name).mkdir(parents=True, exist_ok=True)
     if cfg.training.report_to:
         tracking_root(run_path).mkdir(parents=True, exist_ok=True)
+    if "mlflow" in cfg.training.report_to and os.environ.get("RANK", "0") == "0":
+        _start_mlflow_run(run_path, run_name)
     return sft_kwargs(cfg, run_name)
+
+
+_MLFLOW_STATUS = {"completed": "FINISHED", "stopped": "KILLED"}
+
+
+def _start_mlflow_run(run_path: Path | str, run_name: str) -> None:
+    """Open the MLflow run ourselves, so that transformers' callback logs into it and does not end it at
+    train end: the final evaluation after training (eval_every: 0) then lands in the same run instead of
+    an auto-started second one. It is ended when the trainer process exits, with the run's final state."""
+    import atexit
+
+    import mlflow
+
+    from ftwizard.rundir import RunDir
+
+    if mlflow.active_run() is not None:
+        return
+    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_PROJECT)
+    mlflow.start_run(run_name=run_name)
+
+    def end() -> None:
+        try:
+            if mlflow.active_run() is not None:
+                state = RunDir(run_path).read_status().get("state")
+                mlflow.end_run(status=_MLFLOW_STATUS.get(state, "FAILED"))
+        except Exception:  # noqa: BLE001 - a tracker must not turn an ending into a crash
+            pass
+
+    atexit.register(end)
 
 
 def where(cfg, run_path: Path | str) -> list[dict[str, str]]:
