@@ -120,6 +120,7 @@ class JudgeSection(_Section):
                                "in the reference's format. Saved with the results in eval/judge.json.")
     max_samples: int = Field(30, ge=1, le=2000, description="Held-out rows judged (pairwise: 2 calls a row; rubric: "
                              "1 call per model and row).")
+    max_tokens: int = Field(256, ge=4, le=8192, description="Longest judge reply (room to reason before the verdict).")
 
 
 class EvaluationSection(_Section):

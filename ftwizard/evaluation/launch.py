@@ -94,6 +94,12 @@ def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", ba
     return models
 
 
+def judge_settings(judge_cfg) -> dict[str, Any] | None:
+    from ftwizard.evaluation.judge import settings_for_spec
+
+    return settings_for_spec(judge_cfg)
+
+
 def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | None, eval_file: Path | None,
               max_samples: int | None, batch_size: int | None, probe: bool = True,
               baseline_dir: Path | None = None, probe_size: int | None = None, metric: str | None = None,
@@ -153,6 +159,7 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
         "config_dir": str(config_dir) if config_dir else (str(Path(cfg.data.train).resolve().parent)
                                                          if cfg.data.train else None),
         "models": models,
+        "judge": judge_settings(cfg.evaluation.judge),  # h18b: endpoint settings, never the key
     }
 
 

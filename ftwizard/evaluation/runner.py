@@ -117,6 +117,10 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
 
     summary = build_summary(eval_dir, [m["id"] for m in models], primary=spec.get("metric"))
     write_summary(eval_dir, summary)
+    if spec.get("judge"):  # LLM judge (h18b, ftwizard.evaluation.judge): off unless configured
+        from ftwizard.evaluation.judge import run_judge_step
+
+        run_judge_step(eval_dir, spec["judge"], writer, log)
     return summary
 
 
