@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftwizard.data.formats import SHAREGPT_ROLES, ConversionError, detect_format, to_messages
-from ftwizard.data.loading import snippet
+from ftwizard.data.loading import json_kind, snippet
 
 ROLES = ("system", "user", "assistant")
 # Keys each format reads; anything else in a row is ignored by the trainer (reported once, as info).
@@ -59,7 +59,7 @@ class RowResult:
 def check_row(value: Any, system_prompt: str | None = None) -> RowResult:
     """Structure of one parsed row; `messages` is set only when the row can be trained on."""
     if not isinstance(value, dict):
-        kind = "array" if isinstance(value, list) else "null" if value is None else type(value).__name__
+        kind = json_kind(value)
         return RowResult(None, None, [RowProblem(
             "row.not_object", f"each row must be a JSON object, found {kind}", snippet=snippet(repr(value)),
         )])
@@ -106,7 +106,7 @@ def _unknown_format(value: dict) -> RowProblem:
     shown = ", ".join(sorted(keys)[:8]) or "(none)"
     for key in ("messages", "conversations"):
         if key in value:  # the right key with the wrong kind of value (often a JSON string in a CSV cell)
-            found = type(value[key]).__name__
+            found = json_kind(value[key])
             extra = "; if it is JSON text, check that it parses" if isinstance(value[key], str) else ""
             return RowProblem("content.not_string", f"{key!r} must be a list of turns, found {found}{extra}", key,
                               snippet(repr(value[key])))
@@ -140,7 +140,7 @@ def _check_text(value: Any, path: str, problems: list[RowProblem]) -> None:
     text = _content_text(value)
     if text is None:
         problems.append(RowProblem(
-            "content.not_string", f"{path} must be text, found {type(value).__name__}", path, snippet(repr(value)),
+            "content.not_string", f"{path} must be text, found {json_kind(value)}", path, snippet(repr(value)),
         ))
     elif not text.strip():
         problems.append(RowProblem("content.empty", f"{path} is empty" if not text else f"{path} is only whitespace", path))
@@ -154,7 +154,7 @@ def _check_turns(turns: list, path: str, role_key: str, content_key: str, proble
     for i, m in enumerate(turns):
         here = f"{path}[{i}]"
         if not isinstance(m, dict):
-            problems.append(RowProblem("content.not_string", f"{here} must be an object, found {type(m).__name__}", here))
+            problems.append(RowProblem("content.not_string", f"{here} must be an object, found {json_kind(m)}", here))
             roles.append(None)
             continue
         # ShareGPT exports sometimes use role/content; to_messages accepts both there.

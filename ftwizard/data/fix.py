@@ -23,7 +23,7 @@ import orjson
 
 from ftwizard.data.checks import check_row
 from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates, dedup_text, exact_key
-from ftwizard.data.loading import Record, iter_records
+from ftwizard.data.loading import Record, check_readable, iter_records
 from ftwizard.errors import UserError
 from ftwizard.fileio import atomic_writer
 
@@ -150,6 +150,7 @@ def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop
     src, out = Path(src), Path(out)
     if dedup not in (None, "exact", "near"):
         raise UserError(f"unknown dedup mode {dedup!r}", fix="use --dedup exact or --dedup near", code=2)
+    src = check_readable(src)  # before hashing it: a pipe or a folder is refused, never opened
     _check_output(src, out, force or dry_run)
     report_path = out.with_name(out.name + ".report.json")
     digest = sha256_file(src)
@@ -290,7 +291,7 @@ def split_file(src: Path | str, out_dir: Path | str | None = None, *, eval_fract
 
     Exact duplicates stay on the same side, so the split itself cannot leak eval rows into training.
     """
-    src = Path(src)
+    src = check_readable(Path(src))
     if not 0.0 < eval_fraction < 1.0:
         raise UserError(f"--eval-fraction must be between 0 and 1, got {eval_fraction}",
                         fix="use 0.1 to 0.2 (guidance: hold out 10-20 %)", code=2)

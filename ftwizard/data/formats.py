@@ -57,7 +57,9 @@ def _content(value: Any, field: str) -> str:
             else:
                 raise ConversionError("only text content parts are supported", f"{field}[{i}]")
         return "".join(parts)
-    raise ConversionError(f"content must be text, found {type(value).__name__}", field)
+    from ftwizard.data.loading import json_kind
+
+    raise ConversionError(f"content must be text, found {json_kind(value)}", field)
 
 
 def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str | None = None) -> list[dict[str, str]]:

@@ -529,13 +529,21 @@ def _rows_of(value: Any, path: Path) -> list:
             fix="save the rows as a JSON array, or as JSONL (one object a line)",
         )
     raise UserError(
-        f"the JSON file holds a single {_json_kind(value)}, not a list of rows", where=str(path),
+        f"the JSON file holds a single value ({json_kind(value)}), not a list of rows", where=str(path),
         fix="save the rows as a JSON array, or as JSONL (one object a line)",
     )
 
 
-def _json_kind(value: Any) -> str:
-    return {str: "string", bool: "true/false", type(None): "null"}.get(type(value), "number")
+def json_kind(value: Any) -> str:
+    """A value's kind in JSON's words (never a Python type name such as NoneType or str)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "text", dict: "an object", list: "a list", type(None): "null"}.get(type(value), "a value")
+
+
+_json_kind = json_kind
 
 
 class _LineDecoder:

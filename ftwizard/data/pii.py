@@ -128,10 +128,10 @@ _SPACED_OP = re.compile(r"\d\s+[-+]\s+\d")
 
 def _arithmetic(text: str, start: int, end: int, s: str) -> bool:
     """Whether a run of digits is part of a calculation: an operator or '=' right before or after
-    it, or a minus with spaces on both sides inside it (math word problems, GSM8K answers)."""
+    it, a minus with spaces on both sides inside it, or GSM8K's '#### answer' marker before it."""
     after = text[end:end + 4].lstrip(" ")
     before = text[max(0, start - 4):start].rstrip(" ")
-    if (after[:1] and after[0] in _OPERATORS) or (before[-1:] and before[-1] in _OPERATORS):
+    if (after[:1] and after[0] in _OPERATORS) or (before[-1:] and before[-1] in _OPERATORS + "#"):
         return True
     if after[:1] == "-" and after[1:2] in (" ", "") or before[-1:] == "-" and text[start - 1:start] == " ":
         return True

@@ -44,22 +44,14 @@ def _preserving_env(fn, *a, **kw):
 
 
 def _file_problem(path: Path) -> str | None:
-    from ftwizard.data.loading import file_kind
+    """What makes a data file unreadable, through the loader's own check (never opens a pipe)."""
+    from ftwizard.data.loading import check_readable, file_kind
 
-    p = Path(path)
-    if not p.exists():
-        return "file not found"
-    if p.is_dir():
-        return "a folder, not a data file"
     try:
-        file_kind(p)
+        check_readable(Path(path))
+        file_kind(Path(path))
     except UserError as e:
         return e.what
-    try:
-        with open(p, "rb") as f:
-            f.read(1)
-    except OSError as e:
-        return f"cannot be read: {e.strerror}"
     return None
 
 
