@@ -127,14 +127,14 @@ async def test_hyperparameters_validate_warn_and_save(cwd_tmp):
     app = app_for_tests(runs_dir=cwd_tmp / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
         step = await go_to(pilot, "Hyperparameters")
-        plan = text_of(step.query_one("#plan", Static))
+        plan = text_of(step.query_one("#plan"))
         assert "optimizer steps" in plan
         lr = step.query_one("#field-training-learning_rate").query_one(Input)
         await tab_to(pilot, lr)
         before = app.state.config.training.learning_rate
         await pilot.press("end", "ctrl+u", *"abc")
         await pilot.pause()
-        note = step.query_one("#note-training-learning_rate", Static)
+        note = step.query_one("#note-training-learning_rate")
         assert "valid number" in text_of(note) and app.state.config.training.learning_rate == before
         await pilot.press("end", "ctrl+u", *"5e-3")
         await pilot.pause()
@@ -143,7 +143,7 @@ async def test_hyperparameters_validate_warn_and_save(cwd_tmp):
         await pilot.press("ctrl+l")                         # pilot run: caps max_steps
         await pilot.pause()
         assert app.state.pilot and app.state.config.training.max_steps is not None
-        assert "[pilot]" in text_of(step.query_one("#plan", Static))
+        assert "[pilot]" in text_of(step.query_one("#plan"))
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, SaveConfigScreen)
@@ -184,7 +184,7 @@ async def test_config_file_prefills_the_wizard(cwd_tmp):
         row = app.screen.query_one("#field-lora-r")
         assert row.query_one(Input).value == "8"
         assert app.screen.query_one("#field-training-learning_rate").query_one(Input).value == "0.0001"
-        assert "training file not found" in text_of(app.screen.query_one("#plan", Static))
+        assert "training file not found" in text_of(app.screen.query_one("#plan"))
         assert app.state.default_save_path().name == "given.wizard.yaml"
     assert (cwd_tmp / "given.yaml").read_text() == before
 

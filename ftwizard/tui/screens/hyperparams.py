@@ -17,10 +17,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Label, Static
 
 from ftwizard import advice
 from ftwizard.config import DataSection, LoraSection, ModelSection, TrainingSection
+from ftwizard.tui.widgets.light import Choice, Line
 from ftwizard.tui.widgets.toggle import Toggle
 from ftwizard.tui.workers import ReportsWorkerErrors
 
@@ -81,9 +82,8 @@ class FieldRow(Horizontal):
     DEFAULT_CSS = """
     FieldRow { height: auto; }
     FieldRow .field-name { width: 24; padding: 0 1 0 0; }
-    FieldRow Input, FieldRow Select { width: 1fr; max-width: 48; }
-    .field-note { color: $warning; padding-left: 24; display: none; height: auto; }
-    .field-note.-shown { display: block; }
+    FieldRow Input, FieldRow Choice { width: 1fr; max-width: 48; }
+    .field-note { color: $warning; padding-left: 24; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     .field-note.-error { color: $error; text-style: bold; }
     """
 
@@ -92,7 +92,8 @@ class FieldRow(Horizontal):
         self.path, self.annotation, self.value = path, annotation, value
         self.description = plain_description(description)
         self.default = default
-        self.note = Static(classes="field-note", id="note-" + path.replace(".", "-"))
+        # A fixed one-line slot: showing or clearing a note repaints one line, never re-lays out the form.
+        self.note = Line(classes="field-note", id="note-" + path.replace(".", "-"))
         self._note: tuple[str | None, bool] = (None, False)
 
     def compose(self) -> ComposeResult:
@@ -102,12 +103,16 @@ class FieldRow(Horizontal):
         if _is_bool(self.annotation):
             yield Toggle(value=bool(self.value), id="editor")
         elif choices:
-            yield Select([(c, c) for c in choices], value=str(self.value), allow_blank=False, id="editor",
-                         compact=True)
+            yield Choice(choices, str(self.value), id="editor")
         else:
             yield Input(_as_text(self.value), id="editor", placeholder="(none)", compact=True)
 
     def help_text(self) -> Text:
+        """The focused field's help line: its note in full (the slot under the field is one line), else its
+        description and default."""
+        text, error = self._note
+        if text:
+            return Text(("x " if error else "! ") + text, style="bold red" if error else "yellow")
         default = "" if self.default is None or repr(self.default).startswith("PydanticUndefined") else (
             f" [default {_as_text(self.default)}]")
         return Text.assemble((self.path.split(".", 1)[1] + ": ", "bold"), self.description, (default, "dim"))
@@ -125,8 +130,9 @@ class FieldRow(Horizontal):
             return  # unchanged: no repaint, no layout (this runs for every row on every edit)
         self._note = (text, error)
         self.note.update(("x " if error else "! ") + text if text else "")
-        self.note.set_class(bool(text), "-shown")
         self.note.set_class(error, "-error")
+        if self.has_focus_within:
+            self.screen.query_one("#field-help", Line).update(self.help_text())
 
 
 class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
@@ -144,8 +150,8 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             yield Toggle(value=self.app.state.pilot, on="on", off="off", id="pilot")
             yield Static(Text("a few hundred examples, one pass: catches format bugs and bad learning rates "
                               "in minutes (Ctrl+L)", style="dim"), id="pilot-help")
-        yield Static(id="plan", classes="panel")
-        yield Static(id="field-help")
+        yield Line(id="plan", classes="panel")
+        yield Line(id="field-help")
         cfg = self.app.state.config
         for title, attr, model, names in GROUPS:
             yield Static(Text(title, style="bold underline"), classes="group-title")
@@ -175,7 +181,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
                         "(GUIDANCE.md).", style="dim")
         else:
             text = row.help_text()
-        self.query_one("#field-help", Static).update(text)
+        self.query_one("#field-help", Line).update(text)
 
     def focus_first(self) -> None:
         self.query_one("#pilot", Toggle).focus()
@@ -215,10 +221,11 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             return  # mounting, or an edit back to the same value
         self._assign(row, _parse(row.path, event.value, row.annotation))
 
-    @on(Select.Changed)
-    def _select_changed(self, event: Select.Changed) -> None:
-        row = next((a for a in event.select.ancestors if isinstance(a, FieldRow)), None)
-        if row is not None and event.value is not Select.NULL:
+    @on(Choice.Changed)
+    def _select_changed(self, event: Choice.Changed) -> None:
+        row = next((a for a in event.choice.ancestors if isinstance(a, FieldRow)), None)
+        if row is not None and event.value != str(getattr(getattr(self.app.state.config, row.path.split(".")[0]),
+                                                          row.path.split(".", 1)[1])):
             self._assign(row, event.value)
 
     @on(Toggle.Changed)
@@ -251,7 +258,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             if row.has_error:
                 continue
             row.set_note(warnings.get(row.path))
-        self.query_one("#plan", Static).update(self._plan_text())
+        self.query_one("#plan", Line).update(self._plan_text())
 
     def _estimated_time(self, plan) -> float | None:
         """Run time from the hardware estimate, when a GPU to judge against was chosen (Model step)."""
@@ -281,9 +288,9 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
                 if editor.value != _as_text(value) and not row.has_error:
                     with editor.prevent(Input.Changed):
                         editor.value = _as_text(value)
-            elif isinstance(editor, Select):
+            elif isinstance(editor, Choice):
                 if editor.value != str(value):
-                    with editor.prevent(Select.Changed):
+                    with editor.prevent(Choice.Changed):
                         editor.value = str(value)
             elif isinstance(editor, Toggle) and editor.value != bool(value):
                 with editor.prevent(Toggle.Changed):
@@ -309,14 +316,14 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
 
             out.append(f"\n      ~ {format_duration(time_s)} on {self._gpu_name()} (estimate)")
         else:
-            from ftwizard.tui.screens.train import plan_walltimes, walltime_text
+            from ftwizard.tui.screens.train import plan_walltimes, walltime_short
 
             times = plan_walltimes(self.app.state, self.rows) if self.app.state.gpu_target is None else None
-            if times and times.get("full"):
-                out.append("\n      ~ " + walltime_text(times, self.app.state.pilot, False, None))
+            short = walltime_short(times, self.app.state.pilot)
+            if short:
+                out.append("\n      ~ " + short)
             else:
-                out.append("\n      time: measured on the Train step (a short real run on this machine)",
-                           style="dim")
+                out.append("\n      time: measured on the Train step (a short run here)", style="dim")
         train = Path(cfg.data.train)
         if not train.is_file():
             out.append(f"\n  x training file not found: {train}", style="bold red")

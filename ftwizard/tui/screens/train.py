@@ -44,6 +44,17 @@ def plan_walltimes(state, rows: int | None) -> dict | None:
     return {"full": full, "pilot": pilot, "calibrated": True}
 
 
+def walltime_short(times: dict | None, pilot_on: bool) -> str | None:
+    """One short line for the plan panel: "about 50 min on this CPU (59.6 s/step); pilot about 25 min"."""
+    if not times or not times.get("full"):
+        return None
+    full, pilot = times["full"], times.get("pilot")
+    head = full.text.split(" (")[0] + f" ({full.s_per_step:.1f} s/step)"
+    if pilot_on:
+        return "pilot: " + head
+    return head + (f"; pilot {pilot.text.split(' on ')[0]}" if pilot is not None else "")
+
+
 def walltime_text(times: dict | None, pilot_on: bool, measuring: bool, failed: str | None) -> str:
     if measuring:
         return "measuring this machine's speed (a short real run, about a minute; once per machine)..."
