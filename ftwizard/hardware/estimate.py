@@ -334,6 +334,38 @@ def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[i
         n_gpus=n_gpus, strategy=strategy, gpu=gpu, epochs=t.epochs, packing=cfg.data.packing,
         padding_free=getattr(cfg.data, "padding_free", True),
     )
+    if "liger" not in overrides and "attention" not in overrides:
+        inp = inp.with_changes(**_installed_speedups(cfg, inp))
     if overrides:
         inp = inp.with_changes(**overrides)
     return estimate(inp)
+
+
+def _installed_speedups(cfg, inp: EstimateInput) -> dict:
+    """Liger and FlashAttention as the trainer would use them on a GPU, from what is installed here."""
+    from ftwizard.training.speedups import choose_speedups
+
+    if inp.device == "cpu":
+        return {}
+    try:
+        model_type = resolve_shape(inp.model).model_type if isinstance(inp.model, str) else inp.model.model_type
+    except Exception:  # noqa: BLE001 - an unknown model is reported by estimate() itself
+        return {}
+    sp = choose_speedups(device="cuda", precision="fp16" if inp.precision == "fp16" else "bf16", model_type=model_type,
+                         batch_size=inp.micro_batch, padding_free=inp.padding_free, packing=inp.packing,
+                         cuda_capability=(9, 0))
+    return {"liger": sp.liger, "attention": sp.attention}
+
+
+def speedup_savings(inp: EstimateInput) -> list[dict]:
+    """What each speed-up not in use would save on this run's peak memory (bytes), for the
+    pre-flight's "installing X would save Y" line: [{name, package, saves_bytes}]."""
+    base = memory_only(inp)[0].total_bytes
+    out = []
+    if not inp.liger:
+        out.append({"name": "Liger kernels", "package": "liger-kernel",
+                    "saves_bytes": base - memory_only(inp.with_changes(liger=True))[0].total_bytes})
+    if inp.attention not in ("flash_attention_2", "flash_attention_3"):
+        out.append({"name": "FlashAttention", "package": "flash-attn",
+                    "saves_bytes": base - memory_only(inp.with_changes(attention="flash_attention_2"))[0].total_bytes})
+    return out
