@@ -7,13 +7,16 @@ runs the real trainer for a few micro-batches of the run's own model, method and
 
     rate      FLOPs per second through the trainer (the throughput model's FLOPs per token,
               ftwizard.hardware.throughput, over the measured seconds per micro-batch)
+    eval rate forward-only FLOPs per second of the probe's closing evaluation (8 eval rows):
+              an evaluation is not a training step with the backward left out (measured
+              here: twice the training rate per FLOP)
     startup   seconds from launching the trainer to its first step (imports, model, data)
 
 in `<cache>/walltime.json`, keyed by device (CPU model and core count, or GPU name) and
 method. `estimate_walltime` then prices any plan of that method on that device:
 
     time = startup + micro-batches x FLOPs per micro-batch / rate
-                   + evaluations x eval rows x FLOPs per eval row / rate
+                   + evaluations x eval rows x FLOPs per eval row / eval rate
 
 A probe measured the run's own shapes exactly; a different batch size or length is scaled
 by FLOPs (CPU matrix throughput changes a little with size: the error is reported in
@@ -49,6 +52,7 @@ class Calibration:
     flops_per_microbatch: float
     measured_at: float
     load_avg: float | None    # 1-minute load average while measuring (a shared machine is slower when loaded)
+    eval_rate_flops_s: float | None = None  # forward-only FLOPs per second (the probe's evaluation)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,8 +220,9 @@ def estimate_walltime(cfg, lengths: list[int] | None, rows: int | None = None, *
     n_eval_rows = len(eval_lengths) if eval_lengths else 0
     eval_s = 0.0
     if n_eval_rows:
+        eval_rate = cal.eval_rate_flops_s or cal.rate_flops_s
         eval_s = (_n_evals(cfg, plan.steps, True) * n_eval_rows * flops_per_microbatch(cfg, eval_lengths, eval_only=True)
-                  / cal.rate_flops_s)
+                  / eval_rate)
     total = cal.startup_s + train_s + eval_s
     return WallTime(seconds=total, startup_s=cal.startup_s, train_s=train_s, eval_s=eval_s, steps=plan.steps,
                     micro_batches=micro, s_per_step=train_s / plan.steps, device=cal.device,
@@ -243,14 +248,14 @@ def plan_times(cfg, pilot_steps: int | None = None, report=None) -> dict[str, An
 
 
 # ---- the probe -----------------------------------------------------------------------------
-def probe_config(cfg):
-    """The run's config cut to a probe: PROBE_STEPS optimizer steps of one micro-batch each, no
-    evaluation, no checkpoints, in a throw-away folder."""
+def probe_config(cfg, eval_file: Path | None = None):
+    """The run's config cut to a probe: PROBE_STEPS optimizer steps of one micro-batch each, one
+    evaluation at the end over `eval_file` (a few rows), no checkpoints, in a throw-away folder."""
     upd = {"max_steps": PROBE_STEPS, "gradient_accumulation": 1, "eval_every": 0, "save_every": 0, "log_every": 1,
            "stop_on_divergence": False}
     if "report_to" in type(cfg.training).model_fields:
         upd["report_to"] = []  # a probe is not an experiment: no tracker sees it
-    out = {"training": cfg.training.model_copy(update=upd), "data": cfg.data.model_copy(update={"eval": None}),
+    out = {"training": cfg.training.model_copy(update=upd), "data": cfg.data.model_copy(update={"eval": eval_file}),
            "name": "walltime-probe"}
     if "notify" in type(cfg).model_fields:  # nor does anyone get a "completed" message for it
         out["notify"] = type(cfg.notify)(url=None, events=[])
@@ -263,8 +268,9 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
     from ftwizard.errors import UserError
     from ftwizard.rundir import EventReader, RunDir
 
-    probe = probe_config(cfg)
     with tempfile.TemporaryDirectory(prefix="ftwizard-probe-") as tmp:
+        eval_file = _probe_eval_file(cfg, Path(tmp))
+        probe = probe_config(cfg, eval_file)
         run = RunDir(Path(tmp) / "walltime-probe")
         run.path.mkdir()
         probe = probe.model_copy(update={"runs_dir": Path(tmp)})
@@ -294,23 +300,46 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
         first, last = min(steps), max(steps)
         s_per_mb = (steps[last]["elapsed_s"] - steps[first]["elapsed_s"]) / (last - first)
         startup = begin["time"] - t0 + steps[first]["elapsed_s"] - s_per_mb  # launch to the end of step 0
+        end = next((e for e in events if e.get("event") == "train_end"), None)
+        ev = next((e for e in events if e.get("kind") == "eval"), None)
+        eval_s = ev["time"] - end["time"] if ev is not None and end is not None else None
         load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    lengths = _train_lengths(cfg)
+        # exact token lengths of what the probe trained and evaluated on (a child process: no transformers here)
+        from ftwizard.preflight.gate import preflight_report
+
+        rep = preflight_report(probe, isolated=True)
+        lengths, eval_lengths = rep.train_lengths, rep.eval_lengths
+        eval_flops = None
+        if eval_file is not None and eval_s and eval_s > 0 and eval_lengths:
+            eval_flops = len(eval_lengths) * flops_per_microbatch(probe, eval_lengths, eval_only=True)
     fpm = flops_per_microbatch(probe, lengths)
     cal = Calibration(device=device_key(cfg), method=cfg.model.method, model=cfg.model.base,
                       rate_flops_s=fpm / max(s_per_mb, 1e-6), startup_s=max(0.0, startup),
                       s_per_microbatch=s_per_mb, flops_per_microbatch=fpm, measured_at=time.time(),
-                      load_avg=round((load0 + load1) / 2, 2) if load0 is not None else None)
+                      load_avg=round((load0 + load1) / 2, 2) if load0 is not None else None,
+                      eval_rate_flops_s=eval_flops / eval_s if eval_flops else None)
     save_calibration(cal)
     return cal
 
 
-def _train_lengths(cfg) -> list[int] | None:
-    """Exact token lengths of the training rows from the pre-flight (lints once, then cached), in a
-    child process: the wizard calls `calibrate` and its process never imports transformers."""
-    from ftwizard.preflight.gate import preflight_report
+PROBE_EVAL_ROWS = 8
 
-    return preflight_report(cfg, isolated=True).train_lengths
+
+def _probe_eval_file(cfg, folder: Path) -> Path | None:
+    """The first PROBE_EVAL_ROWS rows of the eval file (JSONL), so the probe also times an evaluation."""
+    src = cfg.data.eval
+    if src is None or Path(src).suffix.lower() not in (".jsonl", ".ndjson"):
+        return None
+    try:
+        with open(src, encoding="utf-8") as f:
+            lines = [line for _, line in zip(range(PROBE_EVAL_ROWS), f) if line.strip()]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    out = folder / "probe-eval.jsonl"
+    out.write_text("".join(line if line.endswith("\n") else line + "\n" for line in lines), encoding="utf-8")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
