@@ -38,8 +38,15 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def read_config_dict(run: RunDir) -> dict[str, Any]:
-    """The run's config as a plain mapping (YAML as written, so a config that no longer
-    validates after an upgrade can still be compared)."""
+    """The run's config as a plain mapping, with today's defaults filled in (so a field added
+    after a run was made does not show as a difference); the YAML as written when it no longer
+    validates, so an old run can still be compared."""
+    try:
+        from ftwizard.config import load_config
+
+        return load_config(run.config).to_dict()
+    except Exception:  # noqa: BLE001 - any config problem: fall back to the text as written
+        pass
     try:
         data = yaml.safe_load(run.config.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}

@@ -110,8 +110,19 @@ def test_train_from_run_with_one_change_then_compare(tmp_path, embedded_model_di
     cfg = tiny_config(tmp_path, save_every=0, max_steps=3)
     r = cli("train", str(cfg), "--name", "base")
     assert r.returncode == 0, r.stderr
-    r = cli("train", "--from", "base", "--runs-dir", str(tmp_path / "runs"), "--set", "training.learning_rate=1e-4")
-    assert r.returncode == 0, r.stderr
+    from test_notify import Hook
+
+    hook = Hook()  # the second run's trainer calls back a real local server when it completes
+    try:
+        r = cli("train", "--from", "base", "--runs-dir", str(tmp_path / "runs"), "--set", "training.learning_rate=1e-4",
+                env={"FTWIZARD_NOTIFY_URL": hook.url})
+        assert r.returncode == 0, r.stderr
+        assert hook.event.wait(10)
+        body = json.loads(hook.received[0]["body"])
+        assert body["run"] == "base-2" and body["event"] == "completed" and body["step"] == 3
+        assert body["path"].endswith("base-2/adapter")
+    finally:
+        hook.close()
     second = RunDir(tmp_path / "runs" / "base-2")
     assert second.status()["state"] == "completed"
     assert yaml.safe_load(second.config.read_text())["training"]["learning_rate"] == 1e-4
