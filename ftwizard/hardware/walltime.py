@@ -131,8 +131,11 @@ def _read_cache() -> dict[str, Any]:
         return {}
 
 
+MODEL_VERSION = 2  # bump when the FLOPs model changes: a rate measured under another model is not comparable
+
+
 def _key(device: str, method: str) -> str:
-    return f"{device} | {method}"
+    return f"v{MODEL_VERSION} | {device} | {method}"
 
 
 def load_calibration(cfg) -> Calibration | None:
@@ -163,13 +166,19 @@ def save_calibration(cal: Calibration) -> None:
 
 
 # ---- the model -----------------------------------------------------------------------------
-def _tokens_per_row(lengths: list[int] | None, batch: int, max_length: int, packing: bool) -> float:
+def _tokens_per_row(lengths: list[int] | None, batch: int, max_length: int, packing: bool,
+                    padding_free: bool = False) -> float:
+    """Tokens a row costs: padded to its micro-batch's longest, or (padding-free batches, the
+    trainer's default) its own length; packed rows are max_length long."""
     from ftwizard.hardware.throughput import expected_padded_length
 
     if packing:
         return float(max_length)
     if not lengths:
-        return max_length / 2  # unknown data: half the max length (said by `source`)
+        return max_length / 2  # unknown data: half the max length
+    if padding_free or batch <= 1:
+        xs = [min(x, max_length) for x in lengths if x > 0]
+        return sum(xs) / len(xs) if xs else max_length / 2
     return expected_padded_length(list(lengths), batch, max_length)
 
 
@@ -181,7 +190,8 @@ def flops_per_microbatch(cfg, lengths: list[int] | None, *, eval_only: bool = Fa
 
     shape = resolve_shape(cfg.model.base)
     t = cfg.training
-    per_row = _tokens_per_row(lengths, t.batch_size, cfg.data.max_length, cfg.data.packing)
+    per_row = _tokens_per_row(lengths, t.batch_size, cfg.data.max_length, cfg.data.packing,
+                              bool(getattr(cfg.data, "padding_free", False)))
     seq = min(cfg.data.max_length, max(1, int(round(per_row))))
     fwd = forward_flops_per_token(shape, seq)
     if eval_only:
