@@ -158,6 +158,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         detection = detect()
     gpu, n_gpus = _gpu_for(args, detection)
     inp = inp.with_changes(gpu=gpu, n_gpus=n_gpus)
+    if gpu is None:  # no GPU here and none named: the run would train on this CPU (fp32, no CUDA), as `check` says
+        inp = inp.with_changes(device="cpu")  # precision auto then means fp32
     if data and not Path(data).exists():
         if explicit:
             raise UserError("data file not found", where=str(data), fix="check the path (--data FILE)")

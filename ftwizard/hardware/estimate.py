@@ -251,7 +251,9 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
         if over:
             notes.append(f"{over} rows ({100 * over / len(xs):.1f} %) are longer than max_length {inp.max_length} and get truncated")
     if inp.precision == "auto":
-        notes.append(f"precision {precision} ({'GPU supports bf16' if precision == 'bf16' else 'no bf16 on this GPU'})")
+        why = "training on this CPU" if inp.device == "cpu" else "GPU supports bf16" if precision == "bf16" \
+            else "no bf16 on this GPU"
+        notes.append(f"precision {precision} ({why})")
     if inp.method == "full":
         notes.append("full fine-tuning keeps fp32 master weights under 16-bit autocast (mixed precision)")
     if inp.method == "qlora" and inp.kbit_fp32_rest:
@@ -296,9 +298,14 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
     return est
 
 
+RENTAL_SETUP_HOURS = 0.25  # ~15 min billed per rented run besides training (boot, downloads, saving)
+
+
 def _cheapest(inp: EstimateInput, shape: ModelShape, tokens: int | None) -> dict | None:
     """The lowest-priced catalog GPU on which this run fits, with its cost (for renting)."""
     best = None
+    if inp.device == "cpu":  # planning a rental from a CPU machine: on the GPU it trains as a GPU run does
+        inp = inp.with_changes(device="cuda")
     for spec in _catalog.catalog():
         # NVIDIA only: the training stack (bitsandbytes, CUDA kernels) assumes it
         if spec.price_per_hour is None or spec.vendor != "nvidia":
@@ -313,7 +320,10 @@ def _cheapest(inp: EstimateInput, shape: ModelShape, tokens: int | None) -> dict
                                seq_len=seq, tokens=tokens, peak_tflops=g.peak_tflops, n_gpus=inp.n_gpus,
                                utilization=inp.utilization, price_per_hour=g.price_per_hour)
             cost = tc.cost
-        key = (cost if cost is not None else g.price_per_hour, g.price_per_hour)
+        # What renting it really costs: the run plus the setup billed around it (start, model download,
+        # saving), so a short run goes to the lowest hourly price and only a long one to a faster GPU.
+        billed = (cost or 0.0) + g.price_per_hour * inp.n_gpus * RENTAL_SETUP_HOURS
+        key = (billed, g.price_per_hour)
         if best is None or key < best[0]:
             best = (key, {"name": g.name, "memory_bytes": g.memory_bytes, "price_per_hour": g.price_per_hour,
                           "total_bytes": mem.total_bytes, "cost": cost})

@@ -202,6 +202,7 @@ def _estimate(ctx: g.Context) -> None:
     overrides = {}
     if tgt is not None and tgt.kind == "cpu":
         overrides["precision"] = "fp32"  # the trainer trains in fp32 on the CPU
+        overrides["device"] = "cpu"      # and no CUDA context: the same input `ftwizard estimate` builds
     elif cfg.training.precision == "auto" or tgt is None:
         pass
     if lengths is None and ctx.rows:
