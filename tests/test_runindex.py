@@ -137,3 +137,16 @@ def test_two_processes_registering_at_once_lose_nothing(tmp_path, state):
     assert all(p.wait(timeout=120) == 0 for p in procs)
     entries = json.loads((state / "runs.json").read_text())["runs"]
     assert len(entries) == 30 and len({e["path"] for e in entries}) == 30
+
+
+def test_an_unwritable_state_folder_never_fails_a_start_or_a_listing(tmp_path, monkeypatch, capsys):
+    from ftwizard.runindex import indexed_runs, register
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("FTWIZARD_STATE_DIR", str(blocker / "state"))
+    run = fake_run(tmp_path / "runs", "here")
+    register(run)  # says so, does not raise
+    assert "could not add the run to the run index" in capsys.readouterr().err
+    runs, notes = indexed_runs([tmp_path / "runs"])
+    assert [r.name for r in runs] == ["here"] and "could not be updated" in notes[0]
