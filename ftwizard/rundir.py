@@ -338,6 +338,47 @@ def pid_alive(pid: Any, started: Any = None) -> bool:
         return False
 
 
+SAFETENSORS_MAX_HEADER = 100 << 20  # safetensors refuses headers above 100 MB too
+
+
+def damaged_model_file(folder: Path) -> tuple[Path, str] | None:
+    """(file, what is wrong) for the first damaged file of a checkpoint or adapter folder, else None.
+
+    Reads only headers: each *.json must parse as an object, each *.safetensors must start
+    with an 8-byte header length that fits the file, followed by that much JSON. This is what
+    loading would trip over with a bare `SafetensorError: header too large` or `JSONDecodeError`.
+    """
+    folder = Path(folder)
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".safetensors"))
+    except OSError as e:
+        return folder, e.strerror or "cannot be read"
+    for p in files:
+        try:
+            if p.suffix == ".json":
+                if p.stat().st_size > STATUS_MAX_BYTES * 64:
+                    continue  # big tokenizer vocabularies: not ours to vet
+                obj = orjson.loads(read_run_file(p, STATUS_MAX_BYTES * 64))
+                if not isinstance(obj, dict):
+                    return p, "holds JSON that is not an object"
+            else:
+                size = p.stat().st_size
+                with open(p, "rb") as f:
+                    head = f.read(8)
+                    if len(head) < 8:
+                        return p, f"is {size} bytes, too short for a safetensors file (truncated?)"
+                    n = int.from_bytes(head, "little")
+                    if n > SAFETENSORS_MAX_HEADER or n > size - 8:
+                        return p, "has a damaged header (not a complete safetensors file: truncated or overwritten)"
+                    if not isinstance(orjson.loads(f.read(n)), dict):
+                        return p, "has a damaged header (not a safetensors file)"
+        except orjson.JSONDecodeError:
+            return p, "is not valid JSON" if p.suffix == ".json" else "has a damaged header (not a safetensors file)"
+        except (OSError, ValueError) as e:
+            return p, getattr(e, "strerror", None) or str(e)
+    return None
+
+
 @dataclass
 class RunSummary:
     name: str

@@ -30,8 +30,9 @@ def make_run(runs: Path, name: str, status=None, events=None, config: bool = Tru
     r.mkdir(parents=True)
     if config:
         write_rows(runs.parent / "train.jsonl")
-        (r / "config.yaml").write_text(yaml.safe_dump({"name": name, "runs_dir": str(runs),
-                                                       "data": {"train": str(runs.parent / "train.jsonl")}}))
+        write_rows(runs.parent / "eval.jsonl", ROWS[:4])
+        (r / "config.yaml").write_text(yaml.safe_dump({"name": name, "runs_dir": str(runs), "data": {
+            "train": str(runs.parent / "train.jsonl"), "eval": str(runs.parent / "eval.jsonl")}}))
     if status is None:
         status = {"state": "completed", "pid": None, "step": 4, "max_steps": 4, "started_at": OLD, "updated_at": OLD}
     for fname, spec in (("status.json", status), ("events.jsonl", events)):
@@ -262,7 +263,60 @@ def _says(r, text: str) -> None:
     assert text in (r.out + r.err).lower(), f"{text!r} not said:\n{r.out[-1500:]}\n{r.err[-1500:]}"
 
 
-RUN_CASES = run_cases()
+# ---------------------------------------------------------------------------- class 8 and 1: damaged model files
+def _ckpt(r: Path, step: int, weights: bytes, state: bytes = b'{"global_step": 1}') -> None:
+    c = r / "checkpoints" / f"checkpoint-{step}"
+    c.mkdir(parents=True)
+    (c / "trainer_state.json").write_bytes(state)
+    (c / "adapter_config.json").write_text('{"r": 8, "peft_type": "LORA"}')
+    (c / "adapter_model.safetensors").write_bytes(weights)
+
+
+GOOD_ST = (lambda h: len(h).to_bytes(8, "little") + h)(b'{"__metadata__": {"format": "pt"}}')
+DAMAGED = {
+    "header-too-large": b"\xff" * 8 + b"garbage",
+    "truncated": GOOD_ST[:5],
+    "text": b"this is not a tensor file at all, just text that someone saved here\n",
+    "header-not-json": (20).to_bytes(8, "little") + b"x" * 40,
+}
+
+
+def damaged_cases() -> list[Case]:
+    cases = []
+    for kind, blob in DAMAGED.items():
+        for older in (True, False):
+            def setup(d: Path, blob=blob, older=older):
+                r = make_run(d / "runs", "bad", dict(DONE, state="stopped"), GOOD_EVENTS)
+                if older:
+                    _ckpt(r, 2, GOOD_ST)
+                _ckpt(r, 4, blob)
+            cases.append(Case(f"resume-damaged-{kind}{'-with-older' if older else ''}", 8,
+                              ["resume", "bad", "--runs-dir", "runs", "--json"], 1,
+                              "checkpoint-2" if older else "adapter_model.safetensors", setup=setup, timeout=30))
+    cases.append(Case("resume-trainer-state-garbage", 8, ["resume", "bad", "--runs-dir", "runs", "--json"], 1,
+                      "trainer_state.json", setup=lambda d: _ckpt(make_run(d / "runs", "bad", dict(DONE, state="failed"),
+                                                                           GOOD_EVENTS), 3, GOOD_ST, b"{not json"),
+                      timeout=30))
+    for cmd in ("export", "eval"):
+        def setup(d: Path):
+            r = make_run(d / "runs", "bad", DONE, GOOD_EVENTS)
+            (r / "adapter").mkdir()
+            (r / "adapter" / "adapter_config.json").write_text("{this is not json")
+            (r / "adapter" / "adapter_model.safetensors").write_bytes(GOOD_ST)
+        cases.append(Case(f"{cmd}-adapter-config-not-json", 1, [cmd, "bad", "--runs-dir", "runs", "--json"], 1,
+                          "adapter_config.json", setup=setup, timeout=120,
+                          extra=lambda d, r: _not_running(d / "runs" / "bad")))
+    return cases
+
+
+def _not_running(run: Path) -> None:
+    """No manifest or status of an export or eval may stay 'running' after its worker has ended."""
+    for p in list(run.rglob("manifest.json")) + list((run / "eval").glob("status.json")):
+        st = json.loads(p.read_text()).get("state")
+        assert st not in ("running", "starting"), f"{p} still says {st}"
+
+
+RUN_CASES = run_cases() + damaged_cases()
 OS_CASES = os_cases()
 
 

@@ -293,6 +293,26 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def _check_last_checkpoint(run) -> None:
+    """Refuse a damaged last checkpoint before a trainer starts, naming the file and the way out."""
+    from ftwizard.errors import UserError
+    from ftwizard.rundir import damaged_model_file
+
+    ckpt = run.last_checkpoint()
+    if ckpt is None:
+        return
+    bad = damaged_model_file(ckpt)
+    if bad is None:
+        return
+    path, why = bad
+    older = [p for p in sorted(run.checkpoints.glob("checkpoint-*"), key=lambda p: p.name)
+             if p != ckpt and p.name.split("-")[-1].isdigit()]
+    older.sort(key=lambda p: int(p.name.split("-")[-1]))
+    fix = (f"set it aside and resume from {older[-1].name}: mv {ckpt} {ckpt}.damaged && ftwizard resume {run.path}"
+           if older else f"no earlier checkpoint to fall back on; start the run again: ftwizard train {run.config}")
+    raise UserError(f"the last checkpoint of run {run.name} is damaged: {path.name} {why}", where=str(path), fix=fix)
+
+
 def cmd_resume(args) -> int:
     from ftwizard.rundir import find_run
     from ftwizard.training.launch import resume_run
@@ -300,6 +320,7 @@ def cmd_resume(args) -> int:
     from ftwizard.training.distributed import LaunchSpec, spec_from_args
 
     run = find_run(args.run, _runs_dir(args))
+    _check_last_checkpoint(run)
     proc = resume_run(run, detach=args.detach, spec=spec_from_args(args, base=LaunchSpec.load(run.path)),
                       force=args.force, stream=sys.stderr)
     if args.detach:
