@@ -102,7 +102,7 @@ async def test_decide_to_a_fine_tune_verdict(cwd_tmp, size):
         await pilot.press("down", "enter")                  # base score: below 70 %
         await pilot.pause()
         verdict = text_of(app.screen.query_one("#decide-verdict", Static))
-        assert "FINE-TUNE: Fine-tuning" in verdict
+        assert verdict.startswith("FINE-TUNE") and "DON'T" not in verdict and "FINE-TUNE: Fine-tuning" not in verdict
         assert "1,500 examples" in verdict and "extraction" in verdict
         assert app.state.config.data.task_type == "extraction"
         await pilot.press("escape")                         # undo the last answer

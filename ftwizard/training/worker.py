@@ -35,6 +35,17 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.checkpoint")
+    import logging
+
+    class _NoKernelsHubAdvice(logging.Filter):
+        """bitsandbytes' CPU backend logs that it could not fetch optional kernels from the hub and asks for
+        `pip install kernels`: it falls back to its own code, nothing is wrong, and the advice would mislead."""
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "kernels-community" not in record.getMessage() and "pip install kernels" not in record.getMessage()
+
+    for name in ("bitsandbytes", "bitsandbytes.backends.cpu.ops"):
+        logging.getLogger(name).addFilter(_NoKernelsHubAdvice())
 
 
 def acquire_lock(run: RunDir):

@@ -195,7 +195,7 @@ class RunWatch:
         lines = data.decode("utf-8", "replace").replace("\r", "\n").splitlines()
         if size > LOG_TAIL_BYTES and lines:
             lines = lines[1:]  # the first line is probably cut
-        self.log_tail = [ln for ln in lines if ln.strip()][-50:]
+        self.log_tail = [ln for ln in lines if ln.strip() and not _library_noise(ln)][-50:]
         return True
 
     # ---- derived ---------------------------------------------------------------
@@ -288,6 +288,12 @@ class RunWatch:
             return Warning_("throughput", f"throughput fell to {recent:,.0f} tokens/s from {typical:,.0f}: "
                                           "the machine may be swapping, throttling or shared")
         return None
+
+
+def _library_noise(line: str) -> bool:
+    """Library chatter that would mislead on the screen (bitsandbytes asking for `pip install kernels` on a
+    CPU, where it falls back to its own code)."""
+    return "kernels-community" in line or "pip install kernels" in line
 
 
 def divergence_message(d: dict) -> str:

@@ -39,6 +39,25 @@ def approaches_table() -> Table:
     return t
 
 
+def words(text: str) -> str:
+    """Advice text for the screen: the "(guidance)" source tag is said once, in the heading, not on every line."""
+    for tag in (" (guidance).", " (guidance)", "; guidance)"):
+        text = text.replace(tag, "." if tag.endswith(".") else (")" if tag.endswith(")") else ""))
+    return text
+
+
+def verdict_heading(v: advice.Verdict) -> Text:
+    """"FINE-TUNE" or "DON'T FINE-TUNE", plus the recommended approach when it says more than that
+    (never "DON'T FINE-TUNE: Fine-tuning")."""
+    style = "bold green" if v.fine_tune else "bold yellow"
+    head = "FINE-TUNE" if v.fine_tune else "DON'T FINE-TUNE"
+    if v.approach != "fine_tune" and not v.fine_tune:
+        head += " - instead: " + v.title
+    elif v.approach != "fine_tune":
+        head += ": " + v.title
+    return Text(head, style=style)
+
+
 class DecideStep(Vertical):
     TITLE = "Decide"
     BINDINGS = [Binding("escape", "undo", "Undo answer"), Binding("ctrl+r", "restart", "Restart", show=False)]
@@ -101,7 +120,7 @@ class DecideStep(Vertical):
         self.call_after_refresh(self.focus_first)
 
     def _show_reason(self, reason: str) -> None:
-        self.query_one("#decide-why", Static).update(Text.assemble(("why: ", "bold"), reason))
+        self.query_one("#decide-why", Static).update(Text.assemble(("why: ", "bold"), words(reason)))
 
     def _trail(self):
         out = Text()
@@ -127,17 +146,16 @@ class DecideStep(Vertical):
     def _verdict(self, v: advice.Verdict) -> Table:
         t = Table.grid(padding=(0, 1))
         t.add_column()
-        style = "bold green" if v.fine_tune else "bold yellow"
-        t.add_row(Text(("FINE-TUNE" if v.fine_tune else "DON'T FINE-TUNE") + ": " + v.title, style=style))
-        t.add_row(Text(v.headline, style="bold"))
-        t.add_row(Text("Why:", style="underline"))
+        t.add_row(verdict_heading(v))
+        t.add_row(Text(words(v.headline), style="bold"))
+        t.add_row(Text("Why (from the fine-tuning guidance):", style="underline"))
         for r in v.reasons:
-            t.add_row(Text("- " + r))
+            t.add_row(Text("- " + words(r)))
         for c in v.caveats:
-            t.add_row(Text("! " + c, style="yellow"))
+            t.add_row(Text("! " + words(c), style="yellow"))
         t.add_row(Text("Try instead:" if not v.fine_tune else "Next:", style="underline"))
         for s in v.next_steps:
-            t.add_row(Text("- " + s))
+            t.add_row(Text("- " + words(s)))
         if v.task_type:
             t.add_row(counts_table(v.task_type))
         return t
