@@ -170,6 +170,19 @@ class RunDir:
                           "; no trainer is running for it")
         return st
 
+    def require_readable(self) -> dict[str, Any]:
+        """The status, or a UserError naming what is wrong when the run folder is corrupt.
+
+        For commands that act on one run (monitor, stop, resume, eval, export): a damaged run is
+        reported once, with its files, instead of followed, evaluated or exported.
+        """
+        st = self.status()
+        if st.get("state") == "corrupt":
+            raise UserError(f"run {self.name} cannot be read: {st.get('message')}", where=str(self.path),
+                            fix="look at the file named above; checkpoints/ and the adapter/ or model/ folder of a "
+                                "finished run are still usable (`ftwizard resume` reads the checkpoints)")
+        return st
+
     def _trainer_lock_held(self) -> bool:
         """Whether a trainer holds this run's lock (probed without creating the lock file)."""
         import fcntl

@@ -243,7 +243,7 @@ def cmd_monitor(args) -> int:
     from ftwizard.rundir import find_run
 
     run = find_run(args.run, _runs_dir(args)) if args.run else _newest_active_or_candidates(args)
-    _refuse_corrupt(run)
+    run.require_readable()
     if args.plain or args.json or args.no_follow or not sys.stdout.isatty():
         from ftwizard.monitoring import follow_run
 
@@ -255,17 +255,6 @@ def cmd_monitor(args) -> int:
 
         return follow_run(run, stop_on_interrupt=False)
     return int(run_monitor(str(run.path)) or 0)
-
-
-def _refuse_corrupt(run) -> None:
-    """A run folder nobody can read is reported once, with what is wrong, instead of followed."""
-    from ftwizard.errors import UserError
-
-    st = run.status()
-    if st.get("state") == "corrupt":
-        raise UserError(f"run {run.name} cannot be read: {st.get('message')}", where=str(run.path),
-                        fix="look at the files named above; if the run is finished its checkpoints and result "
-                            "are still usable (ftwizard resume / export read those, not status.json)")
 
 
 def cmd_stop(args) -> int:
