@@ -164,8 +164,10 @@ def test_viewer_stays_quiet_for_old_endings_and_notifies_once():
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_monitor_plain_sends_the_notification_into_a_tmux_pane(tmp_path):
-    """`ftwizard monitor --plain` in a real tmux pane; the pane's output is logged with pipe-pane."""
+@pytest.mark.parametrize("mode", ["--plain", ""], ids=["plain", "fullscreen"])
+def test_monitor_sends_the_notification_into_a_tmux_pane(tmp_path, mode):
+    """`ftwizard monitor` (--plain, and the full-screen Textual monitor) in a real tmux pane; the pane's
+    output is logged with pipe-pane."""
     run_path = tmp_path / "runs" / "tmuxnote"
     sock = str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}")
     log = tmp_path / "pane.log"
@@ -173,16 +175,23 @@ def test_monitor_plain_sends_the_notification_into_a_tmux_pane(tmp_path):
     def tmux(*a):
         return subprocess.run(["tmux", "-S", sock, *a], capture_output=True, text=True, timeout=30)
 
-    fake = subprocess.Popen([sys.executable, str(REPO / "tests" / "tui_fakerun.py"), str(run_path), "8", "0.4"])
+    steps = 30
+    fake = subprocess.Popen([sys.executable, str(REPO / "tests" / "tui_fakerun.py"), str(run_path), str(steps), "0.4"])
     try:
         for _ in range(100):
             if RunDir(run_path).status().get("state") == "running":
                 break
             time.sleep(0.1)
-        cmd = f"{sys.executable} -m ftwizard monitor --plain {run_path}; sleep 30"
+        cmd = f"{sys.executable} -m ftwizard monitor {mode} {run_path}; sleep 30"
         assert tmux("-f", "/dev/null", "new-session", "-d", "-s", "n", "-x", "100", "-y", "30", cmd).returncode == 0
         tmux("set-option", "-g", "allow-passthrough", "on")
         tmux("pipe-pane", "-o", "-t", "n", f"cat >> {log}")
+        for _ in range(150):  # the viewer is attached and has seen the run active before it ends
+            pane = tmux("capture-pane", "-p", "-t", "n").stdout
+            if "loss" in pane:
+                break
+            time.sleep(0.2)
+        assert fake.poll() is None, "the fake run ended before the viewer attached: the machine is too slow"
         fake.wait(timeout=60)
         deadline = time.time() + 30
         data = b""
@@ -192,10 +201,15 @@ def test_monitor_plain_sends_the_notification_into_a_tmux_pane(tmp_path):
                 break
             time.sleep(0.2)
         # inside tmux ($TMUX set) the OSCs ride in tmux's DCS passthrough, ESCs doubled; the bell is plain
-        assert b"\x07\x1bPtmux;\x1b\x1b]9;ftwizard: tmuxnote completed: run tmuxnote completed at step 8" in data, data[-600:]
+        assert b"\x07\x1bPtmux;\x1b\x1b]9;ftwizard: tmuxnote completed: run tmuxnote completed at step 30" in data, data[-600:]
         assert b"\x1b\x1b]777;notify;ftwizard: tmuxnote completed;" in data
-        screen = tmux("capture-pane", "-p", "-t", "n").stdout
-        assert "tmuxnote" in screen
+        for _ in range(100):  # the viewer still shows the run (a loaded machine redraws late)
+            screen = tmux("capture-pane", "-p", "-t", "n").stdout
+            if "completed" in screen:
+                break
+            time.sleep(0.3)
+        assert "completed" in screen, screen
+        assert data.count(b"]777;notify;") == 1  # once, not on every redraw
     finally:
         if fake.poll() is None:
             fake.kill()
