@@ -1,20 +1,14 @@
 """The pre-flight check for the wizard, run in a subprocess.
 
 `ftwizard.preflight.gate.preflight_report` counts tokens with the model's tokenizer, so it
-imports transformers; the TUI process never does (tests/test_imports.py). The wizard
-writes the config it is about to start to a temporary YAML (absolute paths), runs
-`python -m ftwizard check FILE --json`, and rebuilds the `Report`. Handed to
-`start_run(cfg, preflight=report)`, the gate reuses it: the same check, one home
-(`ftwizard.preflight`), only the process differs.
+imports transformers; the TUI process never does (tests/test_imports.py). The wizard asks
+the gate for the check in a child process (`preflight_report(cfg, isolated=True)`) on the
+config with absolute paths. Handed to `start_run(cfg, preflight=report)`, the gate reuses
+it: the same check, one home (`ftwizard.preflight`), only the process differs.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from ftwizard.config import RunConfig
@@ -45,31 +39,16 @@ class CheckFailed(Exception):
     """The check itself could not run (not: it found problems). The message says why, in words."""
 
 
-def check_in_subprocess(cfg: RunConfig, *, timeout: float = 600, gpu: str | None = None):
-    """Run `ftwizard check --json` on `cfg` in a child process and return its Report, tagged with the
-    hash of `cfg` so that `start_run(cfg, preflight=report)` trusts it."""
-    from ftwizard.preflight.gate import config_hash
+def check_in_subprocess(cfg: RunConfig, *, timeout: float = 600):
+    """The gate's own check (`preflight_report(cfg, isolated=True)`: a child process) on `cfg`, whose
+    data paths must be absolute (the child reads the config from a temporary folder). The report is
+    tagged with the hash of `cfg`, so `start_run(cfg, preflight=report)` trusts it."""
+    from ftwizard.errors import UserError
+    from ftwizard.preflight.gate import config_hash, preflight_report
 
-    with tempfile.TemporaryDirectory(prefix="ftwizard-check-") as tmp:
-        path = Path(tmp) / "wizard.yaml"
-        cfg.save(path)
-        cmd = [sys.executable, "-m", "ftwizard", "check", str(path), "--json"]
-        if gpu:
-            cmd += ["--gpu", gpu]
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise CheckFailed(f"the pre-flight check took over {timeout:.0f} s") from None
     try:
-        data = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        raise CheckFailed(f"the pre-flight check did not run: {tail}") from None
-    if "findings" not in data:
-        raise CheckFailed(str(data.get("error") or "the pre-flight check gave no findings")
-                          + (f" ({data['fix']})" if data.get("fix") else ""))
-    report = report_from_dict(data)
+        report = preflight_report(cfg, isolated=True, timeout_s=timeout)
+    except UserError as e:
+        raise CheckFailed(e.what + (f" ({e.fix})" if e.fix else "")) from None
     report.facts["config_hash"] = config_hash(cfg)
     return report

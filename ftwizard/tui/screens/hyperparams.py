@@ -62,6 +62,8 @@ def _parse(path: str, text: str, annotation):
         return None
     if path == "lora.target_modules":
         return text if text == "all-linear" else [p.strip() for p in text.split(",") if p.strip()]
+    if typing.get_origin(annotation) is list or list in [typing.get_origin(a) for a in args]:
+        return [p.strip() for p in text.split(",") if p.strip()]  # a list field: comma-separated
     return text
 
 

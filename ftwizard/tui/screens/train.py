@@ -25,7 +25,7 @@ from ftwizard import advice
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
 
-def plan_walltimes(state, rows: int | None) -> dict | None:
+def plan_walltimes(state, rows: int | None, report=None) -> dict | None:
     """Expected wall time of the run and of a pilot on this machine, from the throughput measured here
     (`ftwizard.hardware.walltime`, cached per device and method). None when it cannot be said."""
     try:
@@ -37,8 +37,12 @@ def plan_walltimes(state, rows: int | None) -> dict | None:
         cal = load_calibration(cfg)
         if cal is None:
             return {"full": None, "pilot": None, "calibrated": False}
-        full = estimate_walltime(cfg, None, rows, calibration=cal)
-        pilot = estimate_walltime(cfg, None, rows, max_steps=state.pilot_steps(rows), calibration=cal)
+        # the pre-flight's exact token lengths when there is a report (train and eval), else a guess from rows
+        lengths = getattr(report, "train_lengths", None) if report is not None else None
+        eval_lengths = getattr(report, "eval_lengths", None) if report is not None else None
+        full = estimate_walltime(cfg, lengths, rows, eval_lengths=eval_lengths, calibration=cal)
+        pilot = estimate_walltime(cfg, lengths, rows, eval_lengths=eval_lengths, max_steps=state.pilot_steps(rows),
+                                  calibration=cal)
     except Exception:  # an estimate that cannot be made shows as unknown, never breaks the step
         return None
     return {"full": full, "pilot": pilot, "calibrated": True}
@@ -126,7 +130,7 @@ class TrainStep(ReportsWorkerErrors, Vertical):
     @work(thread=True, exclusive=True, group="count", exit_on_error=False)
     def _count(self) -> None:
         found = advice.count_examples(self.app.state.config.data.train)
-        times = plan_walltimes(self.app.state, found[0] if found else None)
+        times = plan_walltimes(self.app.state, found[0] if found else None, self.report)
         self.app.call_from_thread(self._counted, found, times)
 
     def _counted(self, found, times) -> None:
@@ -210,6 +214,8 @@ class TrainStep(ReportsWorkerErrors, Vertical):
             self.checked_hash = report.facts.get("config_hash")
         self.update_preflight()
         self.refresh_bindings()
+        if report is not None:
+            self._count()  # the wall time again, now from the check's exact token lengths
         if self.checked_hash != self.config_hash() and error is None:
             self.recheck_if_changed()  # edited while the check ran
 
@@ -373,7 +379,7 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         from ftwizard.training.launch import start_run
 
         try:
-            run, proc = start_run(cfg, detach=True, preflight=report, force=force)
+            run, proc = start_run(cfg, detach=True, preflight=report, force=force, isolated=True)
         except UserError as e:
             self.app.call_from_thread(self._failed, e.what + (f" ({e.fix})" if e.fix else ""))
             return

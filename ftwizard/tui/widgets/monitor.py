@@ -298,7 +298,7 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
 
         self.app.call_from_thread(self.notify, f"Resuming {self.run.name} from its last checkpoint...")
         try:
-            self.proc = resume_run(self.run, detach=True)
+            self.proc = resume_run(self.run, detach=True, isolated=True)  # a re-check runs in a child
         except UserError as e:
             msg = e.what + (f" ({e.fix})" if e.fix else "")
             self.app.call_from_thread(self.notify, msg, severity="warning", timeout=8)
