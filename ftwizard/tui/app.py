@@ -107,6 +107,7 @@ class WizardApp(App[int]):
         self._theme_name = theme
         self._theme_dirs = theme_dirs
         self.first_paint_s: float | None = None
+        self.picker_everywhere = True  # `ftwizard runs`: every indexed run; --runs-dir: that folder only
         self.file_themes: list[str] = []
         self.started_at = time.perf_counter()
 
@@ -115,7 +116,8 @@ class WizardApp(App[int]):
         if self.mode == "monitor":
             self.push_screen(MonitorScreen(RunDir(self.run_path)))
         elif self.mode == "picker":
-            self.push_screen(RunPickerScreen(self.runs_dir or Path(self.state.config.runs_dir)))
+            self.push_screen(RunPickerScreen(self.runs_dir or Path(self.state.config.runs_dir),
+                                             everywhere=self.picker_everywhere))
         else:
             self.push_screen(WizardScreen(available_steps()))
 
@@ -228,7 +230,10 @@ def run_monitor(run_path: str) -> int:
     return int(app.return_code or 0)
 
 
-def run_picker(runs_dir: str) -> int:
+def run_picker(runs_dir: str, everywhere: bool = True) -> int:
+    """The runs picker: every run in the per-user index (any folder) plus `runs_dir`'s; with
+    everywhere=False (`--runs-dir`), that folder's runs only."""
     app = make_app(runs_dir=runs_dir, picker=True)
+    app.picker_everywhere = everywhere
     app.run()
     return int(app.return_code or 0)

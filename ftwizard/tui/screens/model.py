@@ -166,6 +166,12 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         choice = self.app.state.gpu_choice
         self.cpu = not choice or choice == "none" or self.app.state.config.training.device == "cpu"
         if self.cpu:
+            if self.detection is not None:  # the same RAM figure the detected line shows
+                from ftwizard.hardware.estimate import GpuTarget
+
+                cpu = self.detection.cpu
+                return GpuTarget(name=f"CPU RAM ({cpu.cores} cores)", memory_bytes=int(cpu.ram_total), peak_tflops=None,
+                                 price_per_hour=None, supports_bf16=False, source="detected")
             from ftwizard.preflight.inputs import cpu_target
 
             return cpu_target()

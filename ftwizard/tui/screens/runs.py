@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ftwizard.rundir import RunDir
-from ftwizard.tui.runwatch import format_duration, format_number, last_losses
+from ftwizard.tui.runwatch import format_duration, format_number
 from ftwizard.tui.widgets.keys_footer import KeysFooter
 from ftwizard.tui.widgets.tables import fill_table
 from ftwizard.tui.widgets.monitor import RunMonitor
@@ -54,7 +54,7 @@ class _Row:
     started_at: float | None
 
 
-COLUMNS = ["run", "state", "step", "loss", "eval loss", "started"]
+COLUMNS = ["run", "state", "step", "loss", "eval loss", "started", "folder"]
 
 
 class RunPickerScreen(ReportsWorkerErrors, Screen):
@@ -68,13 +68,20 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
 
         open_compare(self)
 
-    def __init__(self, runs_dir: Path):
+    def __init__(self, runs_dir: Path, everywhere: bool = True):
         super().__init__()
         self.runs_dir = Path(runs_dir)
+        self.everywhere = everywhere  # every run in the per-user index (any folder), plus runs_dir's
         self.loaded = False  # True once the first listing is on screen (tests and snapshots wait for it)
+        self._told: set[str] = set()
+
+    def _title(self) -> str:
+        if self.everywhere:
+            return "Your runs, from any folder (the run index) and " + str(self.runs_dir)
+        return f"Runs in {self.runs_dir}"
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Runs in {self.runs_dir}  (Enter: watch, q: quit)", id="picker-title")
+        yield Static(self._title(), id="picker-title")
         table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
@@ -87,30 +94,38 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def _load(self) -> None:
-        runs = []
-        if self.runs_dir.is_dir():
-            for p in self.runs_dir.iterdir():
-                run = RunDir(p)
-                if p.is_dir() and run.exists():
-                    st = run.status()
-                    loss, eval_loss = last_losses(run)
-                    runs.append(_Row(run.name, p, st.get("state", "unknown"), st.get("step"), st.get("max_steps"),
-                                     loss, eval_loss, st.get("started_at")))
-        runs.sort(key=lambda r: r.started_at or 0, reverse=True)
-        self.app.call_from_thread(self._fill, runs)
+        from ftwizard.rundir import list_runs
 
-    def _fill(self, runs: list["_Row"]) -> None:
+        notes: list[str] = []
+        if self.everywhere:
+            from ftwizard.runindex import indexed_runs
+
+            summaries, notes = indexed_runs([self.runs_dir])
+        else:
+            summaries = list_runs(self.runs_dir) if self.runs_dir.is_dir() else []
+        runs = [_Row(r.name, Path(r.path), r.state, r.step, r.max_steps, r.loss, r.eval_loss, r.started_at)
+                for r in summaries]
+        runs.sort(key=lambda r: r.started_at or 0, reverse=True)
+        self.app.call_from_thread(self._fill, runs, notes)
+
+    def _fill(self, runs: list["_Row"], notes: list[str] | None = None) -> None:
         table = self.query_one(DataTable)
         now = time.time()
         rows = []
         for r in runs:
             step = f"{r.step}/{r.max_steps}" if r.step is not None and r.max_steps else str(r.step or "-")
             age = format_duration(now - r.started_at) + " ago" if r.started_at else "-"
-            rows.append(([r.name, r.state, step, format_number(r.loss), format_number(r.eval_loss), age], str(r.path)))
+            rows.append(([r.name, r.state, step, format_number(r.loss), format_number(r.eval_loss), age,
+                          str(r.path.parent)], str(r.path)))
         fill_table(table, COLUMNS, rows)  # widths from the rows, at once: no race with the table's idle sizing
         self.loaded = True
+        for note in notes or []:  # a run folder moved or deleted: pruned from the index, said once
+            if note not in self._told:
+                self._told.add(note)
+                self.notify(note, severity="warning", timeout=10)
         if not runs:
-            self.query_one("#picker-title", Static).update(f"No runs in {self.runs_dir} yet.")
+            self.query_one("#picker-title", Static).update(
+                "No runs yet (start one with the wizard's Train step or `ftwizard train`).")
 
     def action_open(self) -> None:
         table = self.query_one(DataTable)
