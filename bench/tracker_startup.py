@@ -60,13 +60,18 @@ def one(name: str) -> dict:
         prog = ("import os, time, json; t0 = time.perf_counter()\n" + CODE[name] +
                 "t4 = time.perf_counter()\n"
                 "print(json.dumps({'import_s': t1 - t0, 'start_s': t2 - t1, 'log100_s': t3 - t2, 'finish_s': t4 - t3}))")
+        import resource
+
         t = time.perf_counter()
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, env=env, timeout=300)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall = time.perf_counter() - t
+        cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
         if r.returncode != 0:
             return {"tracker": name, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
         out = json.loads(r.stdout.strip().splitlines()[-1])
-        return {"tracker": name, **{k: round(v, 3) for k, v in out.items()}, "process_s": round(wall, 2)}
+        return {"tracker": name, **{k: round(v, 3) for k, v in out.items()}, "process_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 
 def main() -> int:
@@ -79,13 +84,14 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'tracker':12} {'import s':>9} {'start s':>8} {'100 logs s':>11} {'finish s':>9} {'process s':>10}")
+    print(f"{'tracker':12} {'import s':>9} {'start s':>8} {'100 logs s':>11} {'finish s':>9} {'process s':>10} "
+          f"{'CPU s':>6}")
     for r in rows:
         if "error" in r:
             print(f"{r['tracker']:12} {r['error']}")
         else:
             print(f"{r['tracker']:12} {r['import_s']:9.2f} {r['start_s']:8.2f} {r['log100_s']:11.3f} "
-                  f"{r['finish_s']:9.2f} {r['process_s']:10.2f}")
+                  f"{r['finish_s']:9.2f} {r['process_s']:10.2f} {r['cpu_s']:6.2f}")
     print(f"(load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)")
     return 0
 
