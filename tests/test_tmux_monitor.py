@@ -90,7 +90,7 @@ def test_monitor_reattaches_in_a_new_terminal(tmux, runs_dir):
         _wait_state(run, ("running",), 15)
         tmux.start("one", f"ftwizard monitor {run.path}", runs_dir)
         first = tmux.wait_screen("one", "running")
-        assert "tmuxrun" in first and "log10(loss)" in first and "Stop" in first
+        assert "tmuxrun" in first and "loss, log scale" in first and "Stop" in first
         tmux.kill("one")                        # the terminal goes away...
         time.sleep(1.0)
         assert proc.poll() is None              # ...the run does not
@@ -139,6 +139,9 @@ def test_wizard_starts_a_real_run_that_outlives_its_terminal(tmux, tmp_path, emb
         tmux.keys("wiz", "C-n")
         time.sleep(1.0)
     tmux.wait_screen("wiz", "Press t to start")
+    deadline = time.time() + 300                # t starts once the pre-flight check has finished
+    while time.time() < deadline and ("Pre-flight:" not in tmux.screen("wiz") or "checking" in tmux.screen("wiz")):
+        time.sleep(0.5)
     tmux.keys("wiz", "t")
     deadline = time.time() + 60
     while time.time() < deadline and not (runs.is_dir() and any(runs.iterdir())):

@@ -34,5 +34,6 @@ def test_screen_snapshot(scene, size, scene_dir, snap_compare, monkeypatch):
         pytest.skip(f"{NEEDS[scene.name]} step not built")
     monkeypatch.chdir(scene_dir)
     monkeypatch.setenv("FTWIZARD_CONFIG_DIR", str(scene_dir / "config"))
+    monkeypatch.setenv("FTWIZARD_STATE_DIR", str(scene_dir / "state"))  # the picker lists this folder's runs only
     pin_machine(monkeypatch)
     assert snap_compare(scene.make(scene_dir), terminal_size=size, run_before=scene.run_before)

@@ -44,7 +44,27 @@ def prepare(folder: Path) -> Path:
     if not (runs / "lora-demo").exists():
         write_history(RunDir(runs / "lora-demo"), 300, eval_every=25, overfit=True)
         write_history(RunDir(runs / "qlora-pilot"), 40, eval_every=10)
+    if not (folder / "failed-runs" / "diverged").exists():
+        _diverged(RunDir(folder / "failed-runs" / "diverged"))
     return folder
+
+
+def _diverged(run: RunDir) -> None:
+    """A run whose loss climbed (learning rate 0.5) and that stopped on divergence: the failed state."""
+    from ftwizard.rundir import EventWriter
+
+    run.path.mkdir(parents=True, exist_ok=True)
+    w = EventWriter(run.events)
+    w.write("system", event="train_begin", step=0, max_steps=200)
+    losses = [1.9, 1.7, 1.8, 2.4, 3.1, 4.2, 5.0, 6.1, 7.0, 7.6]
+    for s, loss in enumerate(losses, 1):
+        w.write("train", step=s, epoch=s / 50, loss=loss, learning_rate=0.5, grad_norm=40.0 * s,
+                tokens_per_second=1500.0, elapsed_s=3.0 * s, memory_gb=1.2)
+    w.write("system", event="divergence", step=10, loss=7.6, start_loss=1.9, reason="the loss rose 4x above where "
+            "it started", fix="lower training.learning_rate (0.5 -> 0.0002) and start again")
+    run.write_status(state="failed", step=10, max_steps=200, pid=None, started_at=time.time() - 3600,
+                     message="stopped on divergence (training.stop_on_divergence): loss 1.9 -> 7.6")
+    run.log.write_text("step 8\nstep 9\nstep 10\ndivergence: stopping with a checkpoint at step 10\n")
 
 
 def pin_run_ages(folder: Path) -> None:
@@ -54,13 +74,17 @@ def pin_run_ages(folder: Path) -> None:
 
 
 def pin_machine(monkeypatch) -> None:
-    """The same GPU detection and RAM size on every machine, for pictures only."""
-    from ftwizard.hardware import gpus
+    """The same GPU detection, RAM size and measured speed on every machine, for pictures only."""
+    from ftwizard.hardware import gpus, walltime
     from ftwizard.tui.widgets.monitor import RunMonitor
 
     cpu = gpus.CpuInfo(cores=16, logical_cpus=32, ram_total=128 * 2**30, ram_available=100 * 2**30)
     monkeypatch.setattr(gpus, "detect", lambda: gpus.Detection([], cpu, message="no NVIDIA driver found"))
     monkeypatch.setattr(RunMonitor, "ram_total_gb", staticmethod(lambda: 128.0))
+    cal = walltime.Calibration(device="cpu: pinned x16", method="lora", model="embedded", rate_flops_s=2.0e11,
+                               startup_s=20.0, s_per_microbatch=1.5, flops_per_microbatch=3.0e11,
+                               measured_at=time.time(), load_avg=1.0, eval_rate_flops_s=4.0e11)
+    monkeypatch.setattr(walltime, "load_calibration", lambda cfg: cal)
 
 
 def wizard_app(folder: Path, **kw):
@@ -139,6 +163,23 @@ async def _hyper(pilot):
 
 async def _train(pilot):
     await _steps(pilot, "Train")
+    step = pilot.app.screen.current_step()
+    await settle(pilot, lambda: step.report is not None and not step.checking and step.rows is not None
+                 and step.walltime is not None)
+
+
+def _risky_app(folder: Path):
+    """Settings the pre-flight warns about (a learning rate far too high, many epochs): the findings list."""
+    app = wizard_app(folder)
+    t = app.state.config.training
+    t.learning_rate, t.epochs, t.max_steps = 0.5, 50.0, None
+    return app
+
+
+async def _quit_unsaved(pilot):
+    await pilot.press("down", "enter")          # one answer: not saved anywhere yet
+    await settle(pilot)
+    await pilot.press("ctrl+q")
     await settle(pilot)
 
 
@@ -152,8 +193,9 @@ async def _monitor(pilot):
 async def _picker(pilot):
     from textual.widgets import DataTable
 
-    table = pilot.app.screen.query_one(DataTable)
-    await settle(pilot, lambda: table.row_count == 2)
+    screen = pilot.app.screen
+    table = screen.query_one(DataTable)
+    await settle(pilot, lambda: screen.loaded and table.row_count == 2)
 
 
 def _monitor_app(folder: Path):
@@ -161,6 +203,13 @@ def _monitor_app(folder: Path):
     from ftwizard.tui.themes import theme_dirs
 
     return make_app(monitor="runs/lora-demo", blink=False, theme_dirs=theme_dirs()[:1])
+
+
+def _failed_monitor_app(folder: Path):
+    from ftwizard.tui.app import make_app
+    from ftwizard.tui.themes import theme_dirs
+
+    return make_app(monitor="failed-runs/diverged", blink=False, theme_dirs=theme_dirs()[:1])
 
 
 def _picker_app(folder: Path):
@@ -180,6 +229,9 @@ SCENES = [
     Scene("data", _bad_data_app, _data),
     Scene("hyperparameters", wizard_app, _hyper),
     Scene("train", wizard_app, _train),
+    Scene("train-findings", _risky_app, _train),
+    Scene("quit-unsaved", wizard_app, _quit_unsaved),
     Scene("monitor", _monitor_app, _monitor),
+    Scene("monitor-failed", _failed_monitor_app, _monitor),
     Scene("runs", _picker_app, _picker),
 ]

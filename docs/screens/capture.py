@@ -3,7 +3,7 @@
 Uses the same deterministic scenes as the snapshot tests (tests/tui_scenes.py): a
 prepared folder with the sample data, a bad data file and two finished runs.
 
-    python docs/screens/capture.py [--size 100x30]
+    python docs/screens/capture.py [--size 80x24 --size 120x40]
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ async def shoot(scene, folder: Path, size: tuple[int, int], out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", default="100x30")
+    ap.add_argument("--size", action="append", help="WxH; default: 80x24 and 120x40 (the design sizes)")
     args = ap.parse_args()
-    size = tuple(int(x) for x in args.size.split("x"))
+    sizes = [tuple(int(x) for x in s.split("x")) for s in (args.size or ["80x24", "120x40"])]
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
     mp = MonkeyPatch()
     try:
@@ -41,11 +41,13 @@ def main() -> int:
             folder = prepare(Path(tmp))
             mp.chdir(folder)
             mp.setenv("FTWIZARD_CONFIG_DIR", str(folder / "config"))
+            mp.setenv("FTWIZARD_STATE_DIR", str(folder / "state"))
             pin_machine(mp)
             for i, scene in enumerate(SCENES, 1):
-                out = HERE / f"{i:02d}-{scene.name}.svg"
-                asyncio.run(shoot(scene, folder, size, out))
-                print(out.relative_to(HERE.parent.parent))
+                for size in sizes:
+                    out = HERE / f"{i:02d}-{scene.name}-{size[0]}x{size[1]}.svg"
+                    asyncio.run(shoot(scene, folder, size, out))
+                    print(out.relative_to(HERE.parent.parent))
     finally:
         mp.undo()
     return 0

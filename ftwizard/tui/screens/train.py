@@ -75,6 +75,22 @@ def walltime_text(times: dict | None, pilot_on: bool, measuring: bool, failed: s
     return text
 
 
+def shown_path(path) -> str:
+    """A path as the summary shows it: relative to the working folder when inside it (short at 80 columns;
+    the data paths themselves are absolute once the check has run)."""
+    p = Path(path).expanduser()
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
+def shown_text(text: str) -> str:
+    """A finding's text with the working folder's prefix dropped from the paths it names."""
+    cwd = str(Path.cwd().resolve())
+    return text.replace(cwd + "/", "") if cwd != "/" else text
+
+
 SEVERITY_MARK = {"error": ("x", "bold red"), "warning": ("!", "yellow"), "info": ("-", "dim")}
 
 
@@ -228,15 +244,15 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         t.add_column(style="dim", no_wrap=True)
         t.add_column()
         t.add_row("model", f"{cfg.model.base} ({cfg.model.method})")
-        t.add_row("train", str(cfg.data.train))
-        t.add_row("eval", str(cfg.data.eval) if cfg.data.eval else "(none)")
+        t.add_row("train", shown_path(cfg.data.train))
+        t.add_row("eval", shown_path(cfg.data.eval) if cfg.data.eval else "(none)")
         rows, chars = (self.rows or (None, None))[:2] if self.rows else (None, None)
         plan = advice.training_plan(cfg, rows, chars)
         steps = f"{plan.steps:,}" if plan.steps is not None else "?"
         t.add_row("plan", f"{steps} steps, effective batch {plan.effective_batch}, lr {cfg.training.learning_rate:g}"
                   + ("  [pilot]" if self.app.state.pilot else ""))
         t.add_row("time", walltime_text(self.walltime, self.app.state.pilot, self.measuring, self.measure_failed))
-        t.add_row("runs in", str(Path(cfg.runs_dir).expanduser().resolve()))
+        t.add_row("runs in", shown_path(cfg.runs_dir))
         head = Text("Press t to start. ", style="bold")
         head.append("The trainer runs in the background: quitting the wizard does not stop it.")
         parts = [head, t]
@@ -280,7 +296,7 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         box.clear_options()
         for i, f in enumerate(shown):
             mark, style = SEVERITY_MARK.get(f.severity, ("-", ""))
-            label = Text.assemble((mark + " ", style), f.message)
+            label = Text.assemble((mark + " ", style), shown_text(f.message))
             if f.edit:
                 label.append("  [f: fix]", style="bold")
             box.add_option(Option(label, id=str(i)))
@@ -300,7 +316,7 @@ class TrainStep(ReportsWorkerErrors, Vertical):
             detail.update("")
             return
         f = shown[box.highlighted]
-        text = Text.assemble(("fix: ", "bold"), f.fix)
+        text = Text.assemble(("fix: ", "bold"), shown_text(f.fix))
         if f.edit:
             text.append("  (f sets " + ", ".join(f"{k} = {v}" for k, v in f.edit.items()) + ")", style="bold")
         detail.update(text)
