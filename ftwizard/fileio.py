@@ -24,8 +24,11 @@ def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
     and `path` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _located(e, path, "create") from None
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             yield f
@@ -33,12 +36,23 @@ def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(e, OSError) and (e.filename is None or str(e.filename) == tmp):
+            raise _located(e, path, "write") from None  # ENOSPC, EDQUOT, EIO on write/fsync: name the output
         raise
+
+
+def _located(e: OSError, path: Path, verb: str):
+    """An OS error while writing `path`, as a UserError naming `path` (not the hidden temp file)."""
+    from ftwizard.errors import from_os_error
+
+    err = from_os_error(e, action=f"{verb} {path.name}")
+    err.where = str(path)
+    return err
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -212,7 +212,6 @@ def os_cases() -> list[tuple[Case, str | None]]:
         ("init", ["init", "-o", "{d}/ro/c.yaml", "--json"]),
         ("check-fix", ["check", "config.yaml", "--fix", "-o", "{d}/ro/fixed.yaml", "--json"]),
         ("train", ["train", "config.yaml", "--runs-dir", "{d}/ro/runs", "--json"]),
-        ("export-out", ["export", "good", "--runs-dir", "runs", "--out", "{d}/ro/exp", "--json"]),
     ]:
         def setup(d):
             _big_rows(d)
@@ -249,7 +248,6 @@ def os_cases() -> list[tuple[Case, str | None]]:
         ("init", ["init", "-o", "afile/c.yaml", "--json"]),
         ("check-fix", ["check", "config.yaml", "--fix", "-o", "afile/fixed.yaml", "--json"]),
         ("train", ["train", "config.yaml", "--runs-dir", "afile/runs", "--json"]),
-        ("export-out", ["export", "good", "--runs-dir", "runs", "--out", "afile/exp", "--json"]),
     ]:
         def setup(d):
             _big_rows(d)
