@@ -88,10 +88,6 @@ def cmd_eval(args) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     print_summary(summary, samples=args.samples)
-    from ftwizard.evaluation.judge import describe, read_judge  # h18b: the LLM judge's line, when one ran
-
-    if (judged := read_judge(eval_dir)) is not None:
-        print(describe(judged))
     return 0
 
 

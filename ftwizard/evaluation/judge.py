@@ -274,6 +274,7 @@ def judge_eval(eval_dir: Path, settings: dict[str, Any] | None, log=print, write
         judge.close()
     out["calls"] = judge.calls
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["text"] = describe(out)  # shown under the verdict by evaluation.report (CLI, Evaluate step, card)
     from ftwizard.fileio import atomic_write_text
 
     atomic_write_text(eval_dir / "judge.json", json.dumps(out, indent=1))

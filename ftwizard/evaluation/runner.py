@@ -115,12 +115,12 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
         writer.write("eval", event="model_done", model=m["id"],
                      **{k: v for k, v in res["metrics"].items() if isinstance(v, (int, float))})
 
-    summary = build_summary(eval_dir, [m["id"] for m in models], primary=spec.get("metric"))
-    write_summary(eval_dir, summary)
-    if spec.get("judge"):  # LLM judge (h18b, ftwizard.evaluation.judge): off unless configured
+    if spec.get("judge"):  # LLM judge (h18b, ftwizard.evaluation.judge): off unless configured; the summary shows it
         from ftwizard.evaluation.judge import run_judge_step
 
         run_judge_step(eval_dir, spec["judge"], writer, log)
+    summary = build_summary(eval_dir, [m["id"] for m in models], primary=spec.get("metric"))
+    write_summary(eval_dir, summary)
     return summary
 
 

@@ -57,9 +57,10 @@ class TryStep(ReportsWorkerErrors, Vertical):
     TryStep .form-row Input.num { width: 8; }
     """
     BINDINGS = [
-        Binding("escape", "stop", "Stop", priority=True),
-        Binding("ctrl+o", "ask_base", "Base beside", priority=True),
-        Binding("ctrl+l", "clear", "New chat", priority=True),
+        # not priority: an open drop-down keeps Esc; the message Input binds none of these keys
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+o", "ask_base", "Base beside"),
+        Binding("ctrl+l", "clear", "New chat"),
     ]
 
     def __init__(self, **kw):
@@ -282,6 +283,9 @@ class TryStep(ReportsWorkerErrors, Vertical):
                 call(self._piece, turn, side, piece, stream)
         except ApiError as e:
             call(self._finished, turn, side, stream, f"error: {e.message}")
+            return
+        except Exception as e:  # noqa: BLE001 - e.g. the model was switched mid-answer and its client closed
+            call(self._finished, turn, side, stream, f"error: {type(e).__name__}: {e}")
             return
         finally:
             stream.close()
