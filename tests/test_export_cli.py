@@ -45,11 +45,26 @@ def test_existing_export_is_never_overwritten(finished_run, capsys):
     assert (exp / "README.md").read_text() == "mine"
 
 
-def test_q4_k_m_without_llama_quantize_says_what_to_do(finished_run, capsys, monkeypatch):
+def test_q4_k_m_without_the_llama_cpp_runtime_says_what_to_do(finished_run, capsys, monkeypatch):
+    from ftwizard.export import runtime
+
     monkeypatch.setenv("PATH", str(finished_run))  # no llama-quantize anywhere
     monkeypatch.delenv("FTWIZARD_LLAMA_QUANTIZE", raising=False)
+    monkeypatch.setattr(runtime, "available", lambda: False)  # as on a machine without llama-cpp-python
     rc, out = run_cli(capsys, str(finished_run), "--quant", "q4_k_m")
-    assert rc == 1 and "llama-quantize" in out and "--quant q8_0" in out
+    assert rc == 1 and "needs the llama.cpp runtime" in out and "python -m ftwizard.export.gguf" in out
+    assert "--quant q8_0" in out
+
+
+def test_relative_run_and_out_paths_are_absolute_before_they_reach_the_worker(finished_run, monkeypatch):
+    from ftwizard.export.launch import ExportRequest
+
+    monkeypatch.chdir(finished_run.parent.parent)
+    req = ExportRequest(Path("runs/done"), out=Path("exp"))
+    argv = req.argv(Path("err.json"))
+    assert argv[3] == str(finished_run) and Path(argv[3]).is_absolute()
+    assert str(finished_run.parent.parent / "exp") in argv and req.out_dir().is_absolute()
+    assert "--max-new-tokens" not in argv  # sized from the data by the worker
 
 
 def test_unknown_quant(finished_run, capsys):

@@ -17,6 +17,12 @@ from helpers import tiny_config  # noqa: E402
 from test_tui_app import app_for_tests, cwd_tmp, text_of, wait_for  # noqa: E402,F401
 
 
+LONG_REASON = ("gguf-q8_0 answers in llama.cpp vs the merged model: greedy continuations differ on 1 of 5 prompts "
+               "and top-1 tokens agree on 61.0% of positions (need identical text or 90%) -- eval prompt 2 (The "
+               "app crashes when I upload a photo): first difference at token 7: trained 'high', export 'low'; "
+               "trained text '{\"urgency\": \"high\"}<|im_end|>'; export text 'THE-END-OF-THE-REASON'")
+
+
 def _finished_run(root: Path) -> Path:
     cfg = tiny_config(root, "lora")
     run = root / "runs" / "done"
@@ -29,7 +35,7 @@ def _finished_run(root: Path) -> Path:
     (exp / "manifest.json").write_text(json.dumps({
         "run": "done", "state": "failed", "warnings": [], "exports": {
             "adapter": {"state": "ok", "bytes": 13_000_000, "checks": [{"name": "x", "ok": True, "detail": "3/3 identical"}]},
-            "gguf-q8_0": {"state": "failed", "reason": "logits differ by up to 9 (allowed 1.5)"}}}))
+            "gguf-q8_0": {"state": "failed", "reason": LONG_REASON}}}))
     return run
 
 
@@ -51,7 +57,11 @@ async def test_export_step_shows_runs_manifest_and_refuses_overwrite(cwd_tmp):
         await wait_for(pilot, lambda: table.row_count == 2)
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(2)]
         assert rows[0][:3] == ["adapter", "ok", "13.0 MB"]
-        assert rows[1][1] == "failed" and "logits differ" in rows[1][3]
+        assert rows[1][1] == "failed"
+        # the full reason, wrapped in the details (never cut at a column): its last words are on screen
+        details = step.query_one("#export-details", Static)
+        assert "THE-END-OF-THE-REASON" in text_of(details)
+        assert details.size.width <= 120 and details.size.height >= 3
         await pilot.press("ctrl+e")
         await pilot.pause()
         assert "never overwritten" in text_of(step.query_one("#export-summary", Static))

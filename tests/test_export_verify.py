@@ -29,28 +29,50 @@ def models():
     return tiny_llama(0), tiny_llama(1)
 
 
-def test_same_model_passes_exact_check_and_reports_runaway_generation(models):
+def test_same_model_passes_and_a_model_that_rambles_is_a_behaviour_warning_not_a_failure(models):
     a, _ = models
     ref = V.run_reference(a, PROMPTS, stops=[3], max_new_tokens=6, pad_id=0)
-    res = V.compare("same", a, ref, [3], 6, 0, tokens_must_match=True, atol=V.EXACT_ATOL)
+    res = V.compare("same", a, ref, dtype="fp32")
     assert res.metrics["identical_continuations"] == 2 and res.metrics["max_abs_logit_diff"] == 0
-    # this random model never emits token 3 in 6 steps: that alone fails the check
+    # this random model never emits token 3 in 6 steps: the export is faithful, so it passes, with a warning
     assert res.metrics["stopped"] == 0
-    assert not res.ok and res.detail == "2 of 2 chat prompts ran to the 6-token limit without the end-of-turn token"
-    # and when the stop token is whatever it greedily emits first, it passes
+    assert res.ok, res.detail
+    assert res.warnings and "did not end its turn within 6 tokens on 2 of 2 prompts" in res.warnings[0]
+
+
+def test_an_export_that_runs_past_the_trained_models_end_of_turn_fails(models):
+    a, b = models
+    ref = V.run_reference(a, PROMPTS[:1], stops=[3], max_new_tokens=6, pad_id=0)
     first = ref.tokens[0][0]
-    ref2 = V.run_reference(a, PROMPTS[:1], stops=[first], max_new_tokens=6, pad_id=0)
-    ok = V.compare("same", a, ref2, [first], 6, 0, tokens_must_match=True, atol=V.EXACT_ATOL)
-    assert ok.ok, ok.detail
+    ref = V.run_reference(a, PROMPTS[:1], stops=[first], max_new_tokens=6, pad_id=0)  # the trained model stops
+    assert ref.stopped(0)
+    cand = V.Candidate([[t for t in range(5, 11) if t != first][:6]], [ref.tokens[0]], 0.0)
+    res = V.judge("never stops", ref, cand, min_top1=0.5, decode=lambda ids: "".join(f"<{i}>" for i in ids),
+                  prompt_labels=["eval prompt 1 (What colour is sky?)"])
+    assert not res.ok
+    assert "ran past the end-of-turn on 1 of 1 prompts where the trained model stopped" in res.detail
+    # the failure names the prompt, the first differing token and both texts
+    assert "eval prompt 1 (What colour is sky?): first difference at token 1" in res.detail
+    assert f"trained text '<{first}>'" in res.detail and "export text '<" in res.detail
+
+
+def test_logit_tolerance_follows_dtype_and_magnitude():
+    assert V.logit_tolerance("fp16", 30.0) == pytest.approx(30 * 8 * 2 ** -11)
+    assert V.logit_tolerance("bf16", 30.0) > 8 * V.logit_tolerance("fp16", 30.0) * 0.99
+    assert V.logit_tolerance("fp16", 60.0) == 2 * V.logit_tolerance("fp16", 30.0)
+    # the issue's numbers: an fp16 merge off by 0.0358 at logit scale ~20 is rounding, not a failure
+    assert V.logit_tolerance("fp16", 20.0) > 0.0358
+    assert V.limit_from_answers([40, 10]) == 76 and V.limit_from_answers([]) == 88
 
 
 def test_other_weights_fail_tokens_and_logits(models):
     a, b = models
     ref = V.run_reference(a, PROMPTS, stops=[3], max_new_tokens=6, pad_id=0)
-    res = V.compare("other", b, ref, [3], 6, 0, tokens_must_match=True, atol=V.EXACT_ATOL, min_top1=0.9)
+    res = V.compare("other", b, ref, dtype="fp16")
     assert not res.ok
     assert "logits differ" in res.detail and "greedy continuations differ" in res.detail
-    assert res.metrics["max_abs_logit_diff"] > V.EXACT_ATOL
+    assert "more than fp16 rounding explains" in res.detail and "first difference at token" in res.detail
+    assert res.metrics["max_abs_logit_diff"] > res.metrics["logit_tolerance"]
 
 
 def test_a_failed_check_marks_the_export_failed_in_the_manifest(tmp_path, models):
@@ -66,10 +88,19 @@ def test_a_failed_check_marks_the_export_failed_in_the_manifest(tmp_path, models
     f.write_bytes(b"x" * 10)
 
     def fake_step():
-        return [f], [V.compare("reload", b, ref, [3], 4, 0, tokens_must_match=True, atol=V.EXACT_ATOL)], {}
+        return [f], [V.compare("reload", b, ref, dtype="fp32")], {}
 
-    assert ex._step("merged", fake_step) is False
-    assert ex._step("gguf-q8_0", lambda: (_ for _ in ()).throw(RuntimeError("llama.cpp's converter failed: x"))) is False
+    from ftwizard.export.pipeline import Progress
+
+    ex.progress = Progress(ex.manifest, ex.log)
+    lines = []
+    ex.log = lines.append
+    assert ex._step("merged", fake_step, 1, 1.0) is False
+    assert ex._step("gguf-q8_0", lambda: (_ for _ in ()).throw(RuntimeError("llama.cpp's converter failed: x")),
+                    1, 1.0) is False
+    # the log never says FAILED and ok for the same export
+    merged_lines = [ln for ln in lines if ln.startswith("[merged]")]
+    assert any("FAILED" in ln for ln in merged_lines) and not any(" ok" in ln for ln in merged_lines)
     assert ex.manifest.close() == "failed"
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["exports"]["merged"]["state"] == "failed" and "reload: " in m["exports"]["merged"]["reason"]

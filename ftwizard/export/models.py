@@ -114,13 +114,19 @@ def load_gguf(path: Path):
                                                 dtype=torch.float32).to(device()).eval()
 
 
-def default_merged_dtype(base_path: str) -> str:
-    """The base's own 16-bit dtype when it has one; fp16 for fp32 bases (more mantissa than bf16)."""
+def default_merged_dtype(base_path: str, device_name: str | None = None) -> tuple[str, str]:
+    """(dtype, why): on a CPU, fp32, the precision the CPU computes in (and training used); on a GPU, the
+    base's own 16-bit dtype, fp16 for fp32 bases (more mantissa than bf16)."""
     import json
 
+    if (device_name or device()) == "cpu":
+        return "fp32", ("merged and saved in fp32, the precision this CPU computes in (training ran in fp32 too); "
+                        "16-bit files are the GGUF export's job. --dtype fp16 halves merged/ at a small rounding")
     try:
         cfg = json.loads((Path(base_path) / "config.json").read_text())
     except (OSError, ValueError):
-        return "fp16"
+        return "fp16", "the base declares no dtype: fp16"
     d = str(cfg.get("dtype") or cfg.get("torch_dtype") or "")
-    return "bf16" if "bfloat16" in d else "fp16"
+    if "bfloat16" in d:
+        return "bf16", "the base's own dtype (bf16)"
+    return "fp16", f"the base is {d or 'fp32'}: fp16 keeps more mantissa than bf16"

@@ -1,24 +1,24 @@
 """One export: every requested format written, loaded back and checked, in order.
 
-    adapter  -> adapter/   PEFT safetensors + adapter_config.json + tokenizer
-    merged   -> merged/    adapter merged (fp32 sums), saved in 16-bit + tokenizer
-    gguf     -> gguf/<run>-<quant>.gguf, converted from merged/
-    ollama   -> gguf/Modelfile beside the GGUF
-    (always) -> README.md model card, manifest.json
+    adapter    -> adapter/   PEFT safetensors + adapter_config.json + tokenizer
+    merged     -> merged/    adapter merged (fp32 sums), saved in the chosen dtype + tokenizer
+    gguf       -> gguf/<run>-<quant>.gguf, converted from merged/ (k-quants via llama.cpp)
+    lora-gguf  -> gguf/<run>-lora-f16.gguf + gguf/base-f16.gguf (serve many adapters on one base)
+    ollama     -> gguf/Modelfile beside the GGUF
+    (always)   -> README.md model card, consistency.json, manifest.json
 
 GGUF needs merged weights and Ollama needs a GGUF, so asking for them adds what they
-need. References (computed once): R32, the fine-tuned model as trained (adapter
-unmerged, fp32); R16, the merged model after rounding to the saved 16-bit dtype. Every
-16-bit file is loaded back upcast to fp32, so the comparisons measure the files and
-not CPU half-precision kernels. What each check requires:
+need. The prompts are drawn from the run's own eval data (else train) plus two prompts
+of the regression probe; the generation limit is sized from the data's answers, as eval
+sizes it. References: the fine-tuned model as trained (adapter unmerged, fp32) and the
+merged files as loaded back. What each check requires is in `verify` (fidelity: same
+greedy text or a documented top-1 rate, logits within a dtype-scaled tolerance;
+behaviour: warnings only). Every GGUF runs in the real llama.cpp runtime when it is
+installed (`consistency`), else through transformers' GGUF loader, with a note saying so.
 
-    adapter reload     vs R32: same greedy tokens, logits within EXACT_ATOL
-    merge (fp32)       vs R32: same greedy tokens, logits within MERGE_ATOL (QLORA_ATOL for QLoRA)
-    merged reload      vs R16: same tokens, within EXACT_ATOL (the files are the model)
-                       vs R32: same tokens, within ROUND_ATOL (16-bit rounding is harmless)
-    gguf f16/bf16/f32  vs R16: same tokens, within GGUF16_ATOL
-    gguf q8_0 and k-quants vs R16: top-1 agreement >= QUANT_TOP1, logits within QUANT_ATOL
-    every load-back    each chat prompt's continuation ends with the end-of-turn token
+Dtype: on a CPU the merge is done and saved in fp32, the precision the CPU computes in
+(and trained in); 16-bit files are then the GGUF's business. On a GPU the default is the
+base's own 16-bit dtype.
 
 Heavy (torch, transformers, peft): run in the export worker process.
 """
@@ -29,39 +29,37 @@ import gc
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ftwizard.errors import UserError
 from ftwizard.export import gguf as gg
-from ftwizard.export.manifest import FORMATS, Manifest, files_under
+from ftwizard.export.manifest import Manifest, files_under
 from ftwizard.export.source import RunSource, open_run
 
-ROUND_ATOL = 0.5
-# QLoRA's reference runs on bitsandbytes' NF4 layers, which dequantise blocks to bf16
-# (quant_state.dtype) before the matmul; the merged fp32 model does not round there.
-# Measured on the embedded model: 0.49. Tokens must still match exactly.
-QLORA_ATOL = 1.0
-GGUF16_ATOL = 2e-2
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt",
                  "added_tokens.json", "generation_config.json")
-OWNED = ("adapter", "merged", "gguf", "README.md", "manifest.json")
+OWNED = ("adapter", "merged", "gguf", "README.md", "manifest.json", "consistency.json")
+CHOOSABLE = ("adapter", "merged", "gguf", "lora-gguf", "ollama")
+DEFAULT_FORMATS = "adapter,merged,gguf,ollama"
+GGUF_DTYPE = {"f16": "fp16", "bf16": "bf16", "f32": "fp32"}
+N_PROBE_PROMPTS = 2
 
 
 def parse_formats(text: str) -> list[str]:
     wanted = [f.strip().lower() for f in text.split(",") if f.strip()]
-    bad = [f for f in wanted if f not in FORMATS[:4] and f != "all"]
+    bad = [f for f in wanted if f not in CHOOSABLE and f != "all"]
     if bad or not wanted:
         raise UserError(f"unknown export format(s): {', '.join(bad) or '(none)'}", where="--format",
-                        fix="use a comma list of adapter, merged, gguf, ollama (or all)")
+                        fix=f"use a comma list of {', '.join(CHOOSABLE)} (or all)")
     if "all" in wanted:
-        wanted = list(FORMATS[:4])
+        wanted = list(CHOOSABLE)
     # dependencies: ollama needs a GGUF, a GGUF needs merged weights
     if "ollama" in wanted and "gguf" not in wanted:
         wanted.append("gguf")
     if "gguf" in wanted and "merged" not in wanted:
         wanted.append("merged")
-    return [f for f in FORMATS[:4] if f in wanted]
+    return [f for f in CHOOSABLE if f in wanted]
 
 
 def parse_quants(text: str) -> list[str]:
@@ -99,67 +97,168 @@ def _free(*objs) -> None:
     gc.collect()
 
 
+class Progress:
+    """Units done per format, with an ETA: extrapolated from this format's own pace once a unit
+    is done, before that a prior from the reference pass (measured in setup)."""
+
+    def __init__(self, manifest: Manifest, log):
+        self.m, self.log = manifest, log
+        self.key: str | None = None
+        self.done = self.total = 0
+        self.t0 = 0.0
+        self.prior = 0.0
+
+    def begin(self, key: str, total: int, prior_s: float) -> None:
+        self.key, self.done, self.total, self.t0, self.prior = key, 0, max(total, 1), time.time(), prior_s
+        self._write("starting", quiet=True)
+
+    def step(self, what: str, units: int = 1) -> None:
+        if self.key is None:
+            return
+        self.done = min(self.total, self.done + units)
+        self._write(what)
+
+    def eta(self) -> float:
+        el = time.time() - self.t0
+        if self.done <= 0:
+            return max(self.prior - el, 0.0)
+        return el / self.done * (self.total - self.done)
+
+    def _write(self, what: str, quiet: bool = False) -> None:
+        e = self.m.data["exports"].get(self.key)
+        if e is None:
+            return
+        eta = round(self.eta())
+        e["progress"] = {"done": self.done, "total": self.total, "phase": what, "eta_s": eta}
+        self.m.save()
+        if not quiet:
+            self.log(f"[{self.key}] {self.done}/{self.total} {what} (about {eta} s left)")
+
+
 class Exporter:
     def __init__(self, src: RunSource, out: Path, formats: list[str], quants: list[str], *,
-                 merged_dtype: str | None = None, max_new_tokens: int = 128, log=print):
+                 merged_dtype: str | None = None, max_new_tokens: int | None = None, log=print):
         self.src, self.out, self.formats, self.quants = src, out, formats, quants
         self.merged_dtype, self.max_new_tokens, self.log = merged_dtype, max_new_tokens, log
         self.manifest = Manifest(out, src.run.name, formats + ["card"],
                                  {"quants": quants if "gguf" in formats else [], "merged_dtype": merged_dtype,
                                   "max_new_tokens": max_new_tokens, "method": src.method})
+        self.progress = Progress(self.manifest, log)
         self.gguf_files: list[Path] = []
+        self.texts: dict[str, list[list[int]]] = {}
+        self.findings: list[tuple[str, bool, str]] = []
+        self.runtime_results: dict[str, dict] = {}
 
     # ---- shared state ------------------------------------------------------------------
     def setup(self) -> None:
         from transformers import AutoTokenizer
 
+        from ftwizard.export import consistency as C
         from ftwizard.export import models as M
         from ftwizard.export import verify as V
+        from ftwizard.export import runtime
 
+        self.device = M.device()
         self.base_path = self.src.base_path(log=self.log) if self.src.method != "full" else str(self.src.artifact)
-        self.merged_dtype = self.merged_dtype or M.default_merged_dtype(self.base_path)
+        if not self.merged_dtype:
+            self.merged_dtype, why = M.default_merged_dtype(self.base_path, self.device)
+            self.manifest.data["options"]["merged_dtype_reason"] = why
         self.manifest.data["options"]["merged_dtype"] = self.merged_dtype
         self.tok = AutoTokenizer.from_pretrained(str(self.src.artifact))
         self.system = self.src.training_system_prompt()
-        convs = self.src.probe_prompts()
+        convs, answers = self.src.check_prompts()
         if not convs:
             raise UserError("no chat conversation in the run's data to check the exports with",
                             where=str(self.src.cfg.data.train), fix="exports are checked on chat data (messages)")
-        self.prompts = V.encode_prompts(self.tok, convs)
+        labels = [f"eval prompt {i + 1} ({_snippet(c)})" for i, c in enumerate(convs)]
+        for i, c in enumerate(self.src.probe_check_prompts(N_PROBE_PROMPTS)):
+            convs.append(c)
+            labels.append(f"probe prompt {i + 1} ({_snippet(c)})")
+        if self.max_new_tokens is None:
+            self.max_new_tokens = V.limit_from_answers([len(self.tok(a, add_special_tokens=False)["input_ids"])
+                                                        for a in answers])
+            self.manifest.data["options"]["max_new_tokens_reason"] = \
+                f"sized from the data: longest of {len(answers)} reference answers x1.5 + 16 tokens"
+        self.manifest.data["options"]["max_new_tokens"] = self.max_new_tokens
+        self.ps = C.PromptSet.build(self.tok, convs, labels)
+        self.eot = C.end_of_turn(self.tok)
+        self.runtime = runtime.available()
+        self.manifest.data["runtime"] = "llama.cpp (llama-cpp-python)" if self.runtime else None
+        if not self.runtime and any(f in self.formats for f in ("gguf", "lora-gguf")):
+            self.manifest.warn("the llama.cpp runtime is not installed, so GGUF files are checked through "
+                               f"transformers' GGUF loader instead of llama.cpp (run `{runtime.INSTALL_COMMAND}` once)")
         self.log(f"Loading the fine-tuned model ({self.src.method}) as trained...")
+        t0 = time.time()
         model = M.load_finetuned(self.src, self.base_path)
-        self.stops = V.stop_ids(self.tok, model)
-        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stops[0]
-        self.r32 = V.run_reference(model, self.prompts, self.stops, self.max_new_tokens, self.pad)
+        self.t_load = time.time() - t0
+        stops = V.stop_ids(self.tok, model)
+        if self.eot[1] is not None and self.eot[1] not in stops:
+            self.findings.append(("end of turn stops the trained model", False,
+                                  f"the chat template ends turns with {self.eot[0]!r}, but the tokenizer/generation "
+                                  f"config stop at {stops}: generation would not stop at the end of a turn"))
+        self.stops = stops
+        self.log(f"Running {len(convs)} check prompts through the fine-tuned model (limit {self.max_new_tokens} "
+                 "tokens)...")
+        t0 = time.time()
+        self.r32 = V.run_reference(model, self.ps.ids, stops, self.max_new_tokens, self._pad())
+        self.t_ref = time.time() - t0
+        self.texts["trained"] = self.r32.tokens
         self.manifest.data["reference"] = {
-            "prompts": [self.tok.decode(p[-24:]) for p in self.prompts],
-            "continuations": [self.tok.decode(t) for t in self.r32.tokens]}
+            "prompts": labels, "continuations": [self.decode(t) for t in self.r32.tokens],
+            "seconds": round(self.t_ref, 1)}
         _free(model)
 
-    def _compare(self, name, model, ref, **kw):
+    def _pad(self) -> int:
+        return self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stops[0]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False)
+
+    def _judge_model(self, name: str, model, ref, dtype: str | None, min_top1: float | None = None):
         from ftwizard.export import verify as V
 
-        return V.compare(name, model, ref, self.stops, self.max_new_tokens, self.pad, **kw)
+        def tick(_i):
+            self.progress.step("checking prompt")
 
-    def _step(self, key: str, fn) -> bool:
+        cand = V.candidate(model, ref, on_prompt=tick)
+        return V.judge(name, ref, cand, min_top1=min_top1 or V.TOP1_LOSSLESS, dtype=dtype, decode=self.decode,
+                       prompt_labels=self.ps.labels), cand
+
+    def _step(self, key: str, fn: Callable, units: int, prior_s: float) -> bool:
         self.manifest.start(key)
-        self.log(f"[{key}] exporting...")
+        self.log(f"[{key}] exporting (about {prior_s:.0f} s)...")
+        self.progress.begin(key, units, prior_s)
         try:
             files, checks, extra = fn()
         except UserError as e:
-            self.manifest.finish(key, "failed", reason=e.what + (f" (fix: {e.fix})" if e.fix else ""))
-            self.log(f"[{key}] FAILED: {e.what}")
+            reason = e.what + (f" (fix: {e.fix})" if e.fix else "")
+            self.manifest.finish(key, "failed", reason=reason)
+            self.log(f"[{key}] FAILED: {reason}")
             return False
         except Exception as e:  # a broken export is a result to report, not a crash
-            self.manifest.finish(key, "failed", reason=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
-            self.log(f"[{key}] FAILED: {type(e).__name__}: {e}")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self.manifest.finish(key, "failed", reason=f"{type(e).__name__}: {first}")
+            self.log(f"[{key}] FAILED: {type(e).__name__}: {first}")
             return False
+        finally:
+            self.progress.key = None
         bad = [c for c in checks if not c.ok]
+        warnings = [w for c in checks for w in c.warnings]
         state = "failed" if bad else "ok"
         self.manifest.finish(key, state, reason="; ".join(f"{c.name}: {c.detail}" for c in bad) or None,
                              files=files, checks=[c.to_dict() for c in checks], **extra)
+        e = self.manifest.data["exports"][key]
+        e.pop("progress", None)
+        if warnings:
+            e["warnings"] = sorted(set(warnings))
+        self.manifest.save()
+        # one verdict line per format; the checks under it say "passed" or "did not pass"
+        self.log(f"[{key}] {'ok' if not bad else 'FAILED'} ({len(checks) - len(bad)} of {len(checks)} checks passed, "
+                 f"{e['seconds']} s)")
         for c in checks:
-            self.log(f"[{key}] {'ok' if c.ok else 'FAILED'}: {c.name}: {c.detail}")
+            self.log(f"    {'passed' if c.ok else 'did not pass'}: {c.name}: {c.detail}")
+        for w in sorted(set(warnings)):
+            self.log(f"    warning: {w}")
         return not bad
 
     # ---- formats -------------------------------------------------------------------------
@@ -174,10 +273,9 @@ class Exporter:
             if (self.src.artifact / name).is_file():
                 shutil.copy2(self.src.artifact / name, d / name)
         model = M.load_finetuned(self.src, self.base_path, adapter_dir=d)
-        from ftwizard.export import verify as V
-
-        check = self._compare("adapter loaded back with PEFT vs the fine-tuned model", model, self.r32,
-                              tokens_must_match=True, atol=V.EXACT_ATOL)
+        self.progress.step("loaded the adapter back")
+        check, _ = self._judge_model("adapter loaded back with PEFT vs the fine-tuned model", model, self.r32,
+                                     "fp32" if self.src.method != "qlora" else "nf4")
         _free(model)
         return files_under(d), [check], {"path": "adapter"}
 
@@ -186,49 +284,133 @@ class Exporter:
         from ftwizard.export import verify as V
 
         d = self.out / "merged"
-        merged = M.merged_fp32(self.src, self.base_path)
         checks = []
+        if self.src.method == "full":
+            # the model itself: copy its files (weights saved in the chosen dtype)
+            model = M.load_finetuned(self.src, self.base_path)
+        else:
+            model = M.merged_fp32(self.src, self.base_path)
+        self.progress.step("merged")
         if self.src.method != "full":
             what = "dequantised NF4 base" if self.src.method == "qlora" else "base"
-            checks.append(self._compare(f"adapter merged into the {what} (fp32) vs the fine-tuned model", merged,
-                                        self.r32, tokens_must_match=True,
-                                        atol=QLORA_ATOL if self.src.method == "qlora" else V.MERGE_ATOL))
-        M.save_merged(merged, self.tok, d, self.merged_dtype)
-        merged.float()  # the saved 16-bit values, upcast: reference R16
-        self.r16 = V.run_reference(merged, self.prompts, self.stops, self.max_new_tokens, self.pad)
-        _free(merged)
+            c, _ = self._judge_model(f"adapter merged into the {what} (fp32) vs the fine-tuned model", model,
+                                     self.r32, "nf4" if self.src.method == "qlora" else "fp32")
+            checks.append(c)
+        M.save_merged(model, self.tok, d, self.merged_dtype)
+        _free(model)
+        self.progress.step(f"saved in {self.merged_dtype}")
         back = M.load_merged(d, "fp32")
-        checks.append(self._compare(f"merged {self.merged_dtype} files loaded back vs the in-memory merged model "
-                                    f"in {self.merged_dtype}", back, self.r16, tokens_must_match=True,
-                                    atol=V.EXACT_ATOL))
-        checks.append(self._compare(f"merged {self.merged_dtype} files vs the fp32 fine-tuned model", back, self.r32,
-                                    tokens_must_match=True,
-                                    atol=QLORA_ATOL if self.src.method == "qlora" else ROUND_ATOL))
+        self.progress.step("loaded back")
+        dt = self.merged_dtype if self.src.method != "qlora" else _looser(self.merged_dtype, "nf4")
+        c, cand = self._judge_model(f"merged {self.merged_dtype} files loaded back vs the fine-tuned model (fp32)",
+                                    back, self.r32, dt)
+        checks.append(c)
+        self.texts["merged"] = cand.tokens
+        mstops = V.stop_ids(self.tok, back)
+        if self.eot[1] is not None and self.eot[1] not in mstops:
+            self.findings.append(("end of turn stops the merged model", False,
+                                  f"merged/generation_config.json and the tokenizer stop at {mstops}, not at the chat "
+                                  f"template's end of turn {self.eot[0]!r} ({self.eot[1]})"))
+        if {"gguf", "lora-gguf"} & set(self.formats):
+            # the GGUF's reference is the merged model as saved (what the converter reads)
+            if cand.tokens == self.r32.tokens and cand.logits is not None:
+                self.rm = V.Reference(self.r32.prompts, cand.tokens, cand.logits, self.r32.stops,
+                                      self.max_new_tokens)
+            else:
+                self.rm = V.run_reference(back, self.ps.ids, self.stops, self.max_new_tokens, self._pad())
         _free(back)
         extra = {"path": "merged", "dtype": self.merged_dtype}
         if self.src.method == "qlora":
             extra["note"] = "merged into the dequantised NF4 base (the weights QLoRA trained against), not the 4-bit model"
+        if self.src.method == "full":
+            extra["note"] = "a full fine-tune: the merged model is the trained model itself"
+        why = self.manifest.data["options"].get("merged_dtype_reason")
+        if why:
+            extra["dtype_reason"] = why
         return files_under(d), checks, extra
 
-    def do_gguf_one(self, quant: str):
+    def _gguf_checks(self, key: str, f: Path, quant: str, lora: Path | None = None):
+        """Run `f` (and a LoRA GGUF on it) in llama.cpp, or through transformers when the runtime is absent."""
+        from ftwizard.export import consistency as C
         from ftwizard.export import models as M
         from ftwizard.export import verify as V
 
-        f = self.out / "gguf" / f"{self.src.run.name}-{quant}.gguf"
-        gg.convert(self.out / "merged", f, quant, log=self.log)
-        meta = gg.read_metadata(f)
-        checks = [self._metadata_check(meta)]
+        lossless = quant in GGUF_DTYPE
+        min_top1 = V.TOP1_LOSSLESS if lossless else V.TOP1_QUANT.get(quant, 0.7)
+        # llama.cpp multiplies f16 weights with f16-rounded activations: hold f16/bf16 files to top-1 and text,
+        # and report the logit difference; an f32 file keeps an fp16-scale tolerance for the same reason.
+        dtype = None if not lossless else ("fp16" if quant == "f32" else None)
+        name = f"{key} answers in llama.cpp vs the merged model"
+        if self.runtime:
+            checks, res = C.check_gguf_in_llamacpp(name, f, self.ps, self.rm, min_top1=min_top1, dtype=dtype,
+                                                   eot=self.eot, decode=self.decode, lora=lora)
+            self.texts[key] = [r["tokens"] for r in res["results"]]
+            self.runtime_results[key] = res
+            self.progress.step("ran in llama.cpp", len(self.ps.ids))
+            return checks
+        if lora is not None:
+            raise UserError("a LoRA GGUF can only be checked in llama.cpp", fix=_runtime_fix())
         model = M.load_gguf(f)
-        if quant in ("f16", "bf16", "f32"):
-            checks.append(self._compare(f"GGUF {quant} loaded back (transformers gguf_file=) vs the merged model",
-                                        model, self.r16, tokens_must_match=True, atol=GGUF16_ATOL))
-        else:
-            checks.append(self._compare(f"GGUF {quant} loaded back (dequantised) vs the merged model", model, self.r16,
-                                        tokens_must_match=False, atol=V.QUANT_ATOL, min_top1=V.QUANT_TOP1))
+        c, cand = self._judge_model(f"{key} loaded back (transformers' GGUF loader, dequantised) vs the merged "
+                                    "model", model, self.rm, GGUF_DTYPE.get(quant), min_top1)
+        c.detail += " [not run in llama.cpp: runtime not installed]"
+        self.texts[key] = cand.tokens
         _free(model)
+        return [c]
+
+    def do_gguf_one(self, quant: str):
+        from ftwizard.export import llamacpp, runtime
+
+        key = f"gguf-{quant}"
+        f = self.out / "gguf" / f"{self.src.run.name}-{quant}.gguf"
+        if quant in gg.LLAMA_QUANTS:
+            if not self.runtime and not gg.llama_quantize_bin():
+                raise runtime.missing_reason(f"GGUF {quant}")
+            f16 = f.with_name(f.stem + ".f16-tmp.gguf")
+            try:
+                gg.convert(self.out / "merged", f16, "f16", log=self.log)
+                self.progress.step("converted to f16", 2)
+                if self.runtime:
+                    r = llamacpp.run_job({"op": "quantize", "src": str(f16.resolve()), "dst": str(f.resolve()),
+                                          "quant": quant})
+                    self.log(f"[{key}] quantised with llama_model_quantize in {r['seconds']} s")
+                else:
+                    gg.quantize_with_binary(f16, f, quant)
+            finally:
+                f16.unlink(missing_ok=True)
+            self.progress.step("quantised")
+        else:
+            gg.convert(self.out / "merged", f, quant, log=self.log)
+            self.progress.step("converted", 3)
+        meta = gg.read_metadata(f)
+        checks = [self._metadata_check(meta)] + self._gguf_checks(key, f, quant)
         self.gguf_files.append(f)
         return [f], checks, {"path": str(f.relative_to(self.out)), "quant": quant,
-                              "tensor_types": meta.get("tensor_types")}
+                             "tensor_types": meta.get("tensor_types")}
+
+    def do_lora_gguf(self):
+        """The adapter as a GGUF LoRA, checked on the base GGUF in llama.cpp against the merged model."""
+        from ftwizard.export import runtime
+
+        if self.src.method == "full":
+            raise UserError("a full fine-tune has no adapter to export as a GGUF LoRA")
+        if self.src.method == "qlora":
+            raise UserError("a QLoRA adapter was trained against the NF4 base, which a GGUF base does not hold; "
+                            "serve the merged GGUF instead")
+        if not self.runtime:
+            raise runtime.missing_reason("checking a GGUF LoRA")
+        script = runtime.ensure_lora_script(log=self.log)
+        d = self.out / "gguf"
+        base_f = d / "base-f16.gguf"
+        lora_f = d / f"{self.src.run.name}-lora-f16.gguf"
+        gg.convert(Path(self.base_path), base_f, "f16", log=self.log)
+        self.progress.step("converted the base to GGUF", 2)
+        gg.convert_lora(script, self.src.artifact, Path(self.base_path), lora_f, "f16")
+        self.progress.step("converted the adapter to a GGUF LoRA")
+        checks = self._gguf_checks("lora-gguf", base_f, "f16", lora=lora_f)
+        return [base_f, lora_f], checks, {"path": str(lora_f.relative_to(self.out)),
+                                          "base": str(base_f.relative_to(self.out)),
+                                          "serve": f"llama-server -m {base_f.name} --lora {lora_f.name}"}
 
     def _metadata_check(self, meta: dict):
         from ftwizard.export.verify import CheckResult
@@ -236,14 +418,16 @@ class Exporter:
         problems = []
         eos = meta.get("tokenizer.ggml.eos_token_id")
         eos = eos[0] if isinstance(eos, list) else eos
-        if eos is None or int(eos) not in self.stops:
-            problems.append(f"end-of-sequence id {eos} is not the tokenizer's end-of-turn ({self.stops}): "
-                            "llama.cpp would not stop")
-        if not meta.get("tokenizer.chat_template"):
+        eot_text, eot_id = self.eot
+        if eos is None or (eot_id is not None and int(eos) != eot_id):
+            problems.append(f"end-of-sequence id {eos} is not the chat template's end of turn {eot_text!r} "
+                            f"({eot_id}): runtimes that stop at eos would run on")
+        tmpl = meta.get("tokenizer.chat_template")
+        if not tmpl:
             problems.append("no chat template in the file")
         return CheckResult("GGUF metadata (end-of-turn id, chat template)", not problems,
-                           "; ".join(problems) or f"eos id {eos}, chat template present, architecture "
-                           f"{meta.get('general.architecture')}")
+                           "; ".join(problems) or f"eos id {eos} = {eot_text!r}, chat template present, "
+                           f"architecture {meta.get('general.architecture')}")
 
     def do_ollama(self):
         from ftwizard.export import ollama as O
@@ -259,17 +443,23 @@ class Exporter:
         text = O.modelfile_text(target.name, tr, system)
         mf = target.parent / "Modelfile"
         mf.write_text(text, encoding="utf-8")
-        problems = O.check_rendering(self.tok, tr, system, O.probe_conversations(self.system))
+        convs = O.probe_conversations(self.system) + [c for c in self.ps.convs]
+        problems = O.check_rendering(self.tok, tr, system, convs)
         name = self.src.run.name.lower().replace("_", "-")
         cmd = f"ollama create {name} -f {mf}"
-        check = CheckResult("Modelfile TEMPLATE renders conversations exactly as the chat template",
-                            not problems or tr.family == "generic",
-                            "; ".join(problems) or f"{tr.family} template, 3 conversations identical "
-                            f"(with and without a system prompt, multi-turn); stops {tr.stops}")
+        checks = [CheckResult("Modelfile TEMPLATE renders the same prompt bytes as the tokenizer's chat template",
+                              not problems or tr.family == "generic",
+                              "; ".join(problems) or f"{tr.family} template, {len(convs)} conversations identical "
+                              f"byte for byte (the check prompts, with and without a system prompt, multi-turn)")]
         if tr.family == "generic":
-            check.detail = "generic template (the chat template could not be translated): " + check.detail
-        return [mf], [check], {"path": str(mf.relative_to(self.out)), "command": cmd, "family": tr.family,
-                               "from": target.name, "warnings": tr.warnings}
+            checks[0].detail = "generic template (the chat template could not be translated): " + checks[0].detail
+        eot_text = self.eot[0]
+        checks.append(CheckResult("Modelfile stops at the end-of-turn token", eot_text in tr.stops,
+                                  f"PARAMETER stop {tr.stops}" + ("" if eot_text in tr.stops else
+                                                                   f"; {eot_text!r} is missing")))
+        self.progress.step("Modelfile written and rendered")
+        return [mf], checks, {"path": str(mf.relative_to(self.out)), "command": cmd, "family": tr.family,
+                              "from": target.name, "warnings": tr.warnings}
 
     def do_card(self, repo_id: str | None = None):
         from ftwizard.export.card import build_card
@@ -279,7 +469,37 @@ class Exporter:
         card.save(str(path))
         return [path], [], {"path": "README.md", "data": prints, "software": vers}
 
+    def consistency(self) -> dict[str, Any]:
+        """The cross-format report: texts side by side and every template / end-of-turn finding."""
+        from ftwizard.export import consistency as C
+
+        rep = C.Report(self.ps.labels)
+        for key, toks in self.texts.items():
+            rep.add(key, [self.decode(t) for t in toks],
+                    [bool(t) and (t[-1] in self.stops or t[-1] == self.eot[1]) for t in toks])
+        for what, ok, detail in self.findings:
+            rep.finding(what, ok, detail)
+        for key, e in self.manifest.data["exports"].items():
+            for c in e.get("checks") or []:
+                if c["name"].startswith(("chat template", "end-of-turn", "Modelfile", "GGUF metadata")):
+                    rep.finding(f"{key}: {c['name']}", c["ok"], c["detail"])
+        d = rep.save(self.out)
+        d["path"] = C.NAME
+        self.manifest.data["consistency"] = {k: d[k] for k in ("formats", "prompts", "identical_to_trained",
+                                                               "consistent", "findings")}
+        self.manifest.data["consistency"]["summary"] = C.summary_line(d)
+        self.manifest.data["consistency"]["path"] = C.NAME
+        self.manifest.save()
+        self.log(f"[consistency] {C.summary_line(d)}")
+        return d
+
     # ---- the whole export ------------------------------------------------------------------
+    def _priors(self) -> dict[str, float]:
+        load, ref = getattr(self, "t_load", 5.0), getattr(self, "t_ref", 10.0)
+        conv = 30.0
+        return {"adapter": load + 1.2 * ref, "merged": 2 * load + 2.5 * ref + 5, "gguf": conv + 0.6 * ref,
+                "lora-gguf": conv + 10 + 0.6 * ref, "ollama": 1.0, "card": 1.0}
+
     def run(self, push_to_hub: str | None = None) -> dict[str, Any]:
         t0 = time.time()
         self.manifest.save()
@@ -289,11 +509,13 @@ class Exporter:
             self.manifest.data["reason"] = e.what
             self.manifest.close()
             raise
+        n = len(self.ps.ids)
+        pri = self._priors()
         ok = {}
         if "adapter" in self.formats:
-            ok["adapter"] = self._step("adapter", self.do_adapter)
+            ok["adapter"] = self._step("adapter", self.do_adapter, 1 + n, pri["adapter"])
         if "merged" in self.formats:
-            ok["merged"] = self._step("merged", self.do_merged)
+            ok["merged"] = self._step("merged", self.do_merged, 3 + 2 * n, pri["merged"])
         if "gguf" in self.formats:
             for q in self.quants:
                 key = f"gguf-{q}"
@@ -301,15 +523,30 @@ class Exporter:
                     self.manifest.start(key)
                     self.manifest.finish(key, "failed", reason="the merged export failed, and GGUF is converted from it")
                     continue
-                ok[key] = self._step(key, lambda q=q: self.do_gguf_one(q))
+                ok[key] = self._step(key, lambda q=q: self.do_gguf_one(q), 3 + n, pri["gguf"])
+        if "lora-gguf" in self.formats:
+            if ok.get("merged"):
+                ok["lora-gguf"] = self._step("lora-gguf", self.do_lora_gguf, 3 + n, pri["lora-gguf"])
+            else:
+                self.manifest.start("lora-gguf")
+                self.manifest.finish("lora-gguf", "failed", reason="the merged export failed, and the LoRA GGUF is "
+                                     "checked against it")
         if "ollama" in self.formats:
             if self.gguf_files:
-                self._step("ollama", self.do_ollama)
+                self._step("ollama", self.do_ollama, 1, pri["ollama"])
             else:
                 self.manifest.start("ollama")
                 self.manifest.finish("ollama", "failed", reason="no GGUF export succeeded, and the Modelfile needs one")
-        self._step("card", lambda: self.do_card(push_to_hub))
+        try:
+            self.consistency()
+        except Exception as e:  # the report must not lose the exports
+            self.manifest.warn(f"the consistency report could not be written: {type(e).__name__}: {e}")
+        self._step("card", lambda: self.do_card(push_to_hub), 1, pri["card"])
         self.manifest.data["seconds"] = round(time.time() - t0, 1)
+        for key, e in self.manifest.data["exports"].items():
+            for w in e.get("warnings", []):
+                if w not in self.manifest.data["warnings"]:
+                    self.manifest.data["warnings"].append(w)
         state = self.manifest.close()
         if push_to_hub and state == "completed":
             from ftwizard.export.hub import push
@@ -321,16 +558,36 @@ class Exporter:
         return self.manifest.data
 
 
-def export_run(run_path: Path, formats: str = "adapter,merged,gguf,ollama", quant: str = "q8_0",
+def _looser(a: str, b: str) -> str:
+    from ftwizard.export.verify import REL_TOL
+
+    return a if REL_TOL[a] >= REL_TOL[b] else b
+
+
+def _runtime_fix() -> str:
+    from ftwizard.export.runtime import INSTALL_COMMAND
+
+    return f"run `{INSTALL_COMMAND}` once (builds llama.cpp from the package registry, ~10 min on 2 cores)"
+
+
+def _snippet(conv: list[dict], n: int = 48) -> str:
+    user = next((m["content"] for m in reversed(conv) if m["role"] == "user"), "")
+    one = " ".join(user.split())
+    return one if len(one) <= n else one[:n - 3] + "..."
+
+
+def export_run(run_path: Path, formats: str = DEFAULT_FORMATS, quant: str = "q8_0",
                out: Path | None = None, force: bool = False, merged_dtype: str | None = None,
-               max_new_tokens: int = 128, push_to_hub: str | None = None, log=print) -> dict[str, Any]:
-    src = open_run(Path(run_path))
+               max_new_tokens: int | None = None, push_to_hub: str | None = None, log=print) -> dict[str, Any]:
+    src = open_run(Path(run_path).resolve())
     fmts = parse_formats(formats)
     quants = parse_quants(quant) if "gguf" in fmts else []
-    if src.method == "full" and "adapter" in fmts:
-        fmts.remove("adapter")
-        log("A full fine-tune has no adapter; skipping the adapter export.")
-    if "gguf" in fmts:
+    if src.method == "full":
+        for f in ("adapter", "lora-gguf"):
+            if f in fmts:
+                fmts.remove(f)
+                log(f"A full fine-tune has no adapter; skipping the {f} export.")
+    if "gguf" in fmts or "lora-gguf" in fmts:
         import json
 
         model_type = json.loads(((src.artifact if src.method == "full" else Path(src.base_path(log=log))) /
@@ -340,7 +597,7 @@ def export_run(run_path: Path, formats: str = "adapter,merged,gguf,ollama", quan
         from ftwizard.export.hub import check_push
 
         check_push(push_to_hub)
-    out = Path(out) if out else src.run.export_dir
+    out = Path(out).resolve() if out else src.run.export_dir
     prepare_out(out, force)
     return Exporter(src, out, fmts, quants, merged_dtype=merged_dtype, max_new_tokens=max_new_tokens,
                     log=log).run(push_to_hub)

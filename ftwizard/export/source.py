@@ -55,15 +55,36 @@ class RunSource:
 
     def probe_prompts(self, n: int = N_PROBES) -> list[list[dict]]:
         """The first `n` conversations of the eval file (else train), cut before the last assistant turn."""
-        out = []
+        return self.check_prompts(n)[0]
+
+    def check_prompts(self, n: int = N_PROBES) -> tuple[list[list[dict]], list[str]]:
+        """The first `n` conversations of the eval file (else train), cut before the last assistant turn,
+        and the assistant answers they were cut from (to size the generation limit from the data)."""
+        convs, answers = [], []
         for msgs in self._conversations(limit=50, prefer_eval=True):
             last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
             if last is None or last == 0:
                 continue
-            out.append(msgs[:last])
-            if len(out) >= n:
+            convs.append(msgs[:last])
+            answers.append(str(msgs[last]["content"]))
+            if len(convs) >= n:
                 break
-        return out
+        # more answers than prompts size the limit better: the eval rows' answers, up to 50
+        for msgs in self._conversations(limit=50, prefer_eval=True):
+            for m in msgs:
+                if m["role"] == "assistant" and len(answers) < 50:
+                    answers.append(str(m["content"]))
+        return convs, answers
+
+    def probe_check_prompts(self, n: int) -> list[list[dict]]:
+        """`n` prompts of the regression probe, as plain user turns (general behaviour, not the task)."""
+        from ftwizard.evaluation.probe import load_probe, probe_subset
+
+        try:
+            items = probe_subset(load_probe(), n)
+        except (OSError, ValueError):
+            return []
+        return [[{"role": "user", "content": it["prompt"]}] for it in items[:n]]
 
     def _conversations(self, limit: int, prefer_eval: bool = False):
         from ftwizard.data.formats import ConversionError, detect_format, to_messages
@@ -92,8 +113,9 @@ class RunSource:
 
 
 def open_run(run_path: Path) -> RunSource:
-    """The run at `run_path`, checked to be finished with a result to export."""
-    run = RunDir(run_path)
+    """The run at `run_path`, checked to be finished with a result to export (the path made absolute:
+    it crosses into the converter and llama.cpp processes, which run in other folders)."""
+    run = RunDir(Path(run_path).resolve())
     if not run.config.is_file():
         raise UserError(f"{run_path} is not a run folder (no config.yaml)", where=str(run_path),
                         fix="pass a folder made by `ftwizard train`; `ftwizard runs` lists them")

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--dtype", choices=["fp16", "bf16", "fp32"])
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--push-to-hub")
     ap.add_argument("--error-file")
     a = ap.parse_args(argv)
@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         pass
     from ftwizard.errors import UserError
 
+    _threads_for_load()
     try:
         from ftwizard.export.pipeline import export_run
 
-        m = export_run(Path(a.run), a.format, a.quant, Path(a.out) if a.out else None, a.force, a.dtype,
+        m = export_run(Path(a.run).resolve(), a.format, a.quant, Path(a.out).resolve() if a.out else None, a.force, a.dtype,
                        a.max_new_tokens, a.push_to_hub, log=lambda s: print(s, flush=True))
     except UserError as e:
         if a.error_file:
@@ -52,6 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         print(e.render(), file=sys.stderr)
         return 1
     return 0 if m["state"] == "completed" else 2
+
+
+def _threads_for_load() -> None:
+    """One torch thread when the machine is loaded past its cores: two threads that wait on each other at
+    every op, each scheduled a fraction of the time, ran the checks several times slower than one."""
+    try:
+        if os.getloadavg()[0] >= (os.cpu_count() or 1):
+            import torch
+
+            torch.set_num_threads(1)
+    except (OSError, ImportError):
+        pass
 
 
 if __name__ == "__main__":

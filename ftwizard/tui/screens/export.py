@@ -1,5 +1,7 @@
-"""Export: pick a finished run and the formats, run the export worker, show each
-format's state, size and check, and the `ollama create` command.
+"""Export: pick a finished run, the formats, the merged dtype and the GGUF quantisations;
+run the export worker; show each format's state, size and progress with an ETA, every
+check's full reason (wrapped, never cut), the cross-format consistency report and the
+`ollama create` command.
 
 The export loads torch, transformers and peft, so it runs as `python -m
 ftwizard.export.worker` (through `ftwizard.export.launch`); this step only streams
@@ -15,15 +17,19 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Checkbox, DataTable, Input, Label, Log, Select, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Checkbox, DataTable, Label, Log, Select, Static
 
 from ftwizard.errors import UserError
 from ftwizard.export.launch import ExportRequest, outcome, start
 from ftwizard.export.manifest import read_manifest
 from ftwizard.tui.workers import ReportsWorkerErrors
 
-FORMAT_KEYS = ("adapter", "merged", "gguf", "ollama")
+FORMAT_KEYS = ("adapter", "merged", "gguf", "ollama", "lora-gguf")
+DEFAULT_ON = {"adapter", "merged", "gguf", "ollama"}
+QUANT_KEYS = ("f16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
+K_QUANTS = {"q4_k_m", "q5_k_m", "q6_k"}
+DTYPES = [("auto (fp32 on a CPU)", "auto"), ("fp32", "fp32"), ("fp16", "fp16"), ("bf16", "bf16")]
 STATE_STYLES = {"ok": "green", "failed": "bold red", "running": "yellow", "skipped": "dim"}
 
 
@@ -39,6 +45,46 @@ def finished_runs(runs_dir: Path) -> list[Path]:
     return out
 
 
+def _eta(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def progress_cell(e: dict) -> str:
+    p = e.get("progress")
+    if e.get("state") == "running" and p:
+        return f"{p['done']}/{p['total']} ETA {_eta(p.get('eta_s', 0))}"
+    if e.get("seconds") is not None and e.get("state") != "running":
+        return f"{e['seconds']:.0f} s"
+    return ""
+
+
+def details_text(m: dict) -> Text:
+    """Every export's checks and reasons in full, for a widget that wraps (never cut at a column)."""
+    t = Text()
+    for key, e in m.get("exports", {}).items():
+        if e.get("state") == "failed":
+            t.append(f"{key} failed: ", style="bold red")
+            t.append(f"{e.get('reason', '')}\n")
+        for c in e.get("checks") or []:
+            if e.get("state") == "failed" and not c.get("ok"):
+                continue  # already in the reason
+            t.append(f"{key} ", style="bold")
+            t.append("passed" if c.get("ok") else "did not pass", style="green" if c.get("ok") else "red")
+            t.append(f": {c['name']}: {c['detail']}\n", style="dim" if c.get("ok") else "")
+        for w in e.get("warnings", []):
+            t.append(f"{key} warning: ", style="yellow")
+            t.append(f"{w}\n")
+    cons = m.get("consistency")
+    if cons:
+        t.append("consistency: ", style="bold")
+        t.append(f"{cons.get('summary', '')}\n", style="green" if cons.get("consistent") else "bold red")
+        for f in cons.get("findings", []):
+            if not f.get("ok"):
+                t.append(f"  {f['check']}: {f['detail']}\n", style="red")
+    return t
+
+
 class ExportStep(ReportsWorkerErrors, Vertical):
     TITLE = "Export"
     BINDINGS = [Binding("ctrl+e", "export", "Export", priority=True),
@@ -49,27 +95,44 @@ class ExportStep(ReportsWorkerErrors, Vertical):
         self.proc: subprocess.Popen | None = None
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="form-row"):
-            yield Label("run", classes="field-name")
-            yield Select([], id="export-run", prompt="no finished run yet", compact=True)
-        with Horizontal(classes="form-row"):
-            yield Label("formats", classes="field-name")
-            for key in FORMAT_KEYS:
-                yield Checkbox(key, True, id=f"fmt-{key}", compact=True)
-        with Horizontal(classes="form-row"):
-            yield Label("GGUF quant", classes="field-name")
-            yield Input("q8_0", id="export-quant", compact=True, placeholder="f16, q8_0 (comma list)")
-            yield Checkbox("replace existing (--force)", False, id="export-force", compact=True)
-        yield Static(Text("Ctrl+E exports into runs/<name>/export/. Each file is loaded back and checked against "
-                          "the fine-tuned model; a failed check marks that export failed, with the reason. "
-                          "q4_k_m needs llama.cpp's llama-quantize on PATH.", style="dim"), classes="form-help")
-        yield Static(id="export-summary")
-        table = DataTable(id="export-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("export", "state", "size", "check")
-        yield table
-        yield Log(id="export-log", max_lines=400)
+        from ftwizard.export import runtime
+
+        has_runtime = runtime.available()
+        with VerticalScroll(id="export-body"):
+            with Horizontal(classes="form-row"):
+                yield Label("run", classes="field-name")
+                yield Select([], id="export-run", prompt="no finished run yet", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("formats", classes="field-name")
+                for key in FORMAT_KEYS:
+                    yield Checkbox(key, key in DEFAULT_ON, id=f"fmt-{key}", compact=True,
+                                   disabled=key == "lora-gguf" and not has_runtime)
+            with Horizontal(classes="form-row"):
+                yield Label("merged dtype", classes="field-name")
+                yield Select(DTYPES, value="auto", id="export-dtype", allow_blank=False, compact=True)
+                yield Checkbox("replace existing", False, id="export-force", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("GGUF quant", classes="field-name")
+                for q in QUANT_KEYS:
+                    yield Checkbox(q, q == "q8_0", id=f"quant-{q}", compact=True,
+                                   disabled=q in K_QUANTS and not has_runtime)
+            help_ = ("Ctrl+E exports into runs/<name>/export/. Every file is loaded back and answers the same "
+                     "prompts as the trained model; GGUF files run in llama.cpp, and a consistency report "
+                     "compares the formats' texts, chat templates and end-of-turn tokens.")
+            if not has_runtime:
+                help_ += (f" The llama.cpp runtime is not installed: k-quants and the GGUF LoRA need it, and GGUF "
+                          f"files are checked through transformers instead. Install it once with "
+                          f"`{runtime.INSTALL_COMMAND}` (builds llama.cpp, about 10 minutes on 2 cores).")
+            yield Static(Text(help_, style="dim"), classes="form-help", id="export-help")
+            yield Static(id="export-summary")
+            table = DataTable(id="export-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("export", "state", "size", "progress")
+            yield table
+            yield Static(id="export-details")
+            yield Log(id="export-log", max_lines=400)
 
     def on_mount(self) -> None:
+        self.query_one("#export-log", Log).styles.height = 8
         self.action_refresh_runs()
 
     def focus_first(self) -> None:
@@ -96,21 +159,30 @@ class ExportStep(ReportsWorkerErrors, Vertical):
         table = self.query_one("#export-table", DataTable)
         table.clear()
         summary = self.query_one("#export-summary", Static)
+        details = self.query_one("#export-details", Static)
         if not m:
             summary.update(Text("not exported yet", style="dim"))
+            details.update("")
             return
         head = Text(f"export {m['state']}", style=STATE_STYLES.get(m["state"], "bold red" if m["state"] == "failed" else "green"))
+        running = [e for e in m.get("exports", {}).values() if e.get("state") == "running" and e.get("progress")]
+        if running:
+            p = running[-1]["progress"]
+            head.append(f"   {p.get('phase', '')}, about {_eta(p.get('eta_s', 0))} left in this format", style="yellow")
         olla = m.get("exports", {}).get("ollama", {})
         if olla.get("state") == "ok" and olla.get("command"):
-            head.append(f"   {olla['command']}", style="bold")
+            head.append(f"\n{olla['command']}", style="bold")
+        opts = m.get("options", {})
+        if opts.get("merged_dtype_reason"):
+            head.append(f"\n{opts['merged_dtype_reason']}", style="dim")
         for w in m.get("warnings", []):
             head.append(f"\n! {w}", style="yellow")
         summary.update(head)
         for key, e in m.get("exports", {}).items():
-            size = f"{e['bytes'] / 1e6:.1f} MB" if e.get("bytes") else ""
-            checks = e.get("checks") or []
-            detail = e.get("reason") if e.get("state") != "ok" else "; ".join(c["detail"] for c in checks)
-            table.add_row(key, Text(e["state"], style=STATE_STYLES.get(e["state"], "")), size, (detail or "")[:160])
+            b = e.get("bytes") or 0
+            size = f"{b / 1e6:.1f} MB" if b >= 100_000 else f"{b / 1e3:.1f} kB" if b else ""
+            table.add_row(key, Text(e["state"], style=STATE_STYLES.get(e["state"], "")), size, progress_cell(e))
+        details.update(details_text(m))
 
     # ---- export (worker process) ---------------------------------------------------------
     def request(self) -> ExportRequest:
@@ -120,8 +192,13 @@ class ExportStep(ReportsWorkerErrors, Vertical):
         fmts = [k for k in FORMAT_KEYS if self.query_one(f"#fmt-{k}", Checkbox).value]
         if not fmts:
             raise UserError("choose at least one format")
-        return ExportRequest(Path(run), ",".join(fmts), self.query_one("#export-quant", Input).value.strip() or "q8_0",
-                             force=self.query_one("#export-force", Checkbox).value)
+        quants = [q for q in QUANT_KEYS if self.query_one(f"#quant-{q}", Checkbox).value]
+        if "gguf" in fmts and not quants:
+            raise UserError("choose at least one GGUF quantisation", fix="q8_0 is near-lossless at half of f16")
+        dtype = self.query_one("#export-dtype", Select).value
+        return ExportRequest(Path(run), ",".join(fmts), ",".join(quants) or "q8_0",
+                             force=self.query_one("#export-force", Checkbox).value,
+                             dtype=None if dtype in ("auto", Select.BLANK) else str(dtype))
 
     def action_export(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
