@@ -21,6 +21,7 @@ DIVERGE_FACTOR = 1.5    # the recent loss (median of the last 3 logged) at 1.5x 
                         # or the median of the first 3 when higher: one easy first batch does not set the bar)
 RISE_WINDOW = 10        # or, over the last 10 logged losses, the last 5 average...
 RISE_FACTOR = 1.3       # ...30 % above the 5 before them (a steady climb, not one noisy batch)
+MIN_RISE = 0.25         # and by at least 0.25 nats: 0.05 -> 0.08 on data already learned is noise, not divergence
 
 
 @dataclass
@@ -69,7 +70,7 @@ def detect_divergence(points: list[tuple[int, float]], fix: str | None = None) -
     start = max(pts[0][1], sorted(v for _, v in pts[:3])[1])
     recent = sorted(v for _, v in pts[-3:])[1]
     step = pts[-1][0]
-    if start > 0 and recent >= DIVERGE_FACTOR * start:
+    if start > 0 and recent >= DIVERGE_FACTOR * start and recent - start >= MIN_RISE:
         return Divergence(step, recent, start, "above_start",
                           f"loss {recent:.3g} at step {step} is {recent / start:.1f}x where it started ({start:.3g})",
                           fix)
@@ -77,7 +78,7 @@ def detect_divergence(points: list[tuple[int, float]], fix: str | None = None) -
         half = RISE_WINDOW // 2
         before = sum(v for _, v in pts[-RISE_WINDOW:-half]) / half
         last = sum(v for _, v in pts[-half:]) / half
-        if before > 0 and last >= RISE_FACTOR * before:
+        if before > 0 and last >= RISE_FACTOR * before and last - before >= MIN_RISE:
             return Divergence(step, last, start, "rising",
                               f"loss keeps rising: the last {half} steps average {last:.3g}, "
                               f"{last / before - 1:.0%} above the {half} before ({before:.3g})", fix)

@@ -48,6 +48,12 @@ def test_loss_rising_over_a_window_trigger_and_near_miss():
     assert detect_divergence(curve(base + [1.25, 1.25, 1.25, 1.25, 1.25])) is None  # 25 % < 30 %
 
 
+def test_small_losses_need_a_real_rise():
+    # already-learned data: 0.05 -> 0.09 is 1.8x but 0.04 nats, noise
+    assert detect_divergence(curve([0.05, 0.05, 0.05, 0.09, 0.09, 0.09])) is None
+    assert detect_divergence(curve([0.2] * 5 + [0.06] * 5 + [0.1] * 5)) is None
+
+
 def test_the_event_reads_as_a_warning_with_its_fix():
     hit = detect_divergence(curve([2.0, 2.0, 2.0, 4.0, 4.0, 4.0]), fix="lower training.learning_rate")
     text = describe_event({"kind": "system", **hit.to_event()})
