@@ -263,7 +263,42 @@ def fix_cases() -> list[Case]:
     ]
 
 
-ALL = file_cases() + row_cases() + huge_cases() + fix_cases()
+# ---------------------------------------------------------------------------- class 13: the planner's answers
+def _sample_config(d: Path) -> None:
+    write_rows(d / "train.jsonl", ROWS * 10)
+    (d / "config.yaml").write_text("data:\n  train: train.jsonl\n  max_length: 128\nruns_dir: runs\n"
+                                   "training:\n  batch_size: 2\n")
+
+
+def _cpu_plan(d: Path, r) -> None:
+    """No GPU here: estimate plans the CPU run (fp32, no CUDA context) and agrees with check."""
+    import subprocess
+    import sys
+
+    from corpus import env
+
+    e = json.loads(r.out)
+    if e.get("gpu"):
+        pytest.skip("this machine has a GPU: the CPU plan is not what estimate shows here")
+    assert e["settings"]["precision"] == "fp32" and not e["parts"].get("cuda_context"), e["settings"]
+    c = subprocess.run([sys.executable, "-m", "ftwizard", "check", "config.yaml", "--json"], cwd=d, env=env(),
+                       capture_output=True, text=True, timeout=120)
+    est = json.loads(c.stdout)["estimate"]
+    assert abs(est["total_bytes"] - e["total_bytes"]) <= 0.02 * e["total_bytes"], (est["total_bytes"], e["total_bytes"])
+    cheap = e["cheapest_gpu"]
+    from ftwizard.hardware.catalog import catalog
+
+    prices = sorted(s.price_per_hour for s in catalog() if s.price_per_hour and s.vendor == "nvidia"
+                    and s.memory_gib * 1024**3 > 4 * e["total_bytes"])
+    assert cheap and cheap["price_per_hour"] <= prices[0] + 1e-9, (cheap, prices[:3])
+
+
+def planner_cases() -> list[Case]:
+    return [Case("estimate-cpu-agrees-with-check", 13, ["estimate", "config.yaml", "--json"], 0, None,
+                 setup=_sample_config, timeout=180, extra=_cpu_plan)]
+
+
+ALL = file_cases() + row_cases() + huge_cases() + fix_cases() + planner_cases()
 
 
 @pytest.mark.parametrize("case", ALL, ids=[c.id for c in ALL])

@@ -338,3 +338,30 @@ def test_corpus_os(case: Case, skip: str | None, tmp_path: Path):
                     os.chmod(p, 0o700 if p.is_dir() else 0o600)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------------------- class 1: a worker that dies
+def _bad_model_config(d: Path) -> None:
+    good_config(d, model={"base": "badmodel", "method": "lora"})
+    (d / "badmodel").mkdir()
+    (d / "badmodel" / "config.json").write_text("{garbage")
+
+
+def _failed_not_running(d: Path, r) -> None:
+    runs = list((d / "runs").iterdir())
+    assert len(runs) == 1, runs
+    st = json.loads((runs[0] / "status.json").read_text())
+    assert st["state"] == "failed" and "config.json" in st["message"], st
+    assert "Traceback" in (runs[0] / "train.log").read_text(), "the worker's traceback belongs in train.log"
+
+
+WORKER_CASES = [
+    Case("train-worker-dies-on-bad-model", 1, ["train", "config.yaml", "--force", "--json"], 1, "config.json",
+         setup=_bad_model_config, json="lines", timeout=400, extra=_failed_not_running),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", WORKER_CASES, ids=[c.id for c in WORKER_CASES])
+def test_corpus_worker(case: Case, tmp_path: Path):
+    check(case, tmp_path / "case")
