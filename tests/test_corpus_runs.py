@@ -296,15 +296,6 @@ def damaged_cases() -> list[Case]:
                       "trainer_state.json", setup=lambda d: _ckpt(make_run(d / "runs", "bad", dict(DONE, state="failed"),
                                                                            GOOD_EVENTS), 3, GOOD_ST, b"{not json"),
                       timeout=30))
-    for cmd in ("export", "eval"):
-        def setup(d: Path):
-            r = make_run(d / "runs", "bad", DONE, GOOD_EVENTS)
-            (r / "adapter").mkdir()
-            (r / "adapter" / "adapter_config.json").write_text("{this is not json")
-            (r / "adapter" / "adapter_model.safetensors").write_bytes(GOOD_ST)
-        cases.append(Case(f"{cmd}-adapter-config-not-json", 1, [cmd, "bad", "--runs-dir", "runs", "--json"], 1,
-                          "adapter_config.json", setup=setup, timeout=120,
-                          extra=lambda d, r: _not_running(d / "runs" / "bad")))
     return cases
 
 
@@ -355,7 +346,21 @@ def _failed_not_running(d: Path, r) -> None:
     assert "Traceback" in (runs[0] / "train.log").read_text(), "the worker's traceback belongs in train.log"
 
 
-WORKER_CASES = [
+def _adapter_cases() -> list[Case]:
+    cases = []
+    for cmd in ("export", "eval"):
+        def setup(d: Path):
+            r = make_run(d / "runs", "bad", DONE, GOOD_EVENTS)
+            (r / "adapter").mkdir()
+            (r / "adapter" / "adapter_config.json").write_text("{this is not json")
+            (r / "adapter" / "adapter_model.safetensors").write_bytes(GOOD_ST)
+        cases.append(Case(f"{cmd}-adapter-config-not-json", 1, [cmd, "bad", "--runs-dir", "runs", "--json"], 1,
+                          "adapter_config.json", setup=setup, timeout=120,
+                          extra=lambda d, r: _not_running(d / "runs" / "bad")))
+    return cases
+
+
+WORKER_CASES = _adapter_cases() + [
     Case("train-worker-dies-on-bad-model", 1, ["train", "config.yaml", "--force", "--json"], 1, "config.json",
          setup=_bad_model_config, json="lines", timeout=400, extra=_failed_not_running),
 ]
