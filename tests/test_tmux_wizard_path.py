@@ -108,7 +108,7 @@ def test_wizard_path_from_decide_to_export_at_80x24(tmp_path, embedded_model_dir
         tmux.keys("wiz", "t")
         _until(tmux, "wiz", lambda s: runs.is_dir() and any(runs.iterdir()), 120, "a run folder")
         run = RunDir(next(runs.iterdir()))
-        assert (run.path / "preflight.json").is_file()                             # the gate ran
+        _until(tmux, "wiz", lambda s: (run.path / "preflight.json").is_file(), 60, "preflight.json")  # the gate ran
         _until(tmux, "wiz", lambda s: (run.status().get("step") or 0) >= 2, 400, "two steps")
         tmux.keys("wiz", "s")                                                       # stop
         _wait_state(run, ("stopped",), 300)
