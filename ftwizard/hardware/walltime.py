@@ -53,6 +53,8 @@ class Calibration:
     measured_at: float
     load_avg: float | None    # 1-minute load average while measuring (a shared machine is slower when loaded)
     eval_rate_flops_s: float | None = None  # forward-only FLOPs per second (the probe's evaluation)
+    probe_wall_s: float | None = None       # the probe process, launch to exit
+    probe_cpu_s: float | None = None        # its CPU seconds (user + system): load-proof, unlike the wall time
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -289,6 +291,9 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        import resource
+
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
         with open(run.log, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "ftwizard.training.worker", str(run.path)],
@@ -301,6 +306,9 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
             proc.wait()
             raise UserError(f"the speed probe took longer than {timeout_s:.0f} s", fix="try again when the machine "
                             "is less busy") from None
+        probe_wall = time.time() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        probe_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         events = EventReader(run.events).read_new()
         begin = next((e for e in events if e.get("event") == "train_begin"), None)
         steps = {e["step"]: e for e in events if e.get("kind") == "train" and isinstance(e.get("step"), int)}
@@ -327,7 +335,8 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
                       rate_flops_s=fpm / max(s_per_mb, 1e-6), startup_s=max(0.0, startup),
                       s_per_microbatch=s_per_mb, flops_per_microbatch=fpm, measured_at=time.time(),
                       load_avg=round((load0 + load1) / 2, 2) if load0 is not None else None,
-                      eval_rate_flops_s=eval_flops / eval_s if eval_flops else None)
+                      eval_rate_flops_s=eval_flops / eval_s if eval_flops else None,
+                      probe_wall_s=round(probe_wall, 1), probe_cpu_s=round(probe_cpu, 1))
     save_calibration(cal)
     return cal
 
