@@ -370,3 +370,28 @@ WORKER_CASES = _adapter_cases() + [
 @pytest.mark.parametrize("case", WORKER_CASES, ids=[c.id for c in WORKER_CASES])
 def test_corpus_worker(case: Case, tmp_path: Path):
     check(case, tmp_path / "case")
+
+
+# ---------------------------------------------------------------------------- class 2: a wait with a bound
+def test_stop_wait_has_a_bound(tmp_path: Path):
+    """A trainer that ignores the stop request: `stop --wait` gives up after --timeout with the pid to kill."""
+    import subprocess
+    import sys
+
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        stubborn.stdout.readline()
+        d = tmp_path / "case"
+
+        def setup(d: Path):
+            make_run(d / "runs", "busy", {"state": "running", "pid": stubborn.pid, "step": 3, "started_at": OLD})
+
+        case = Case("stop-wait-timeout", 2, ["stop", "busy", "--runs-dir", "runs", "--wait", "--timeout", "2", "--json"],
+                    1, str(stubborn.pid), setup=setup, may_change=("runs/busy/STOP",), timeout=30)
+        check(case, d)
+        assert stubborn.poll() is None  # asked, not killed
+    finally:
+        stubborn.kill()
+        stubborn.wait()

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    p.add_argument("--timeout", type=positive_int, default=600, metavar="S",
+                   help="with --wait: give up after S seconds (default 600) and say what is still running")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_stop)
 
@@ -270,7 +272,12 @@ def cmd_stop(args) -> int:
                         fix=f"see `ftwizard runs`; to continue a stopped or died run: ftwizard resume {run.path}")
     request_stop(run)
     if args.wait:  # ends: a trainer that dies turns the state into died, or corrupt once unreadable
-        while run.status().get("state") not in FINAL_STATES:
+        deadline = time.monotonic() + args.timeout
+        while (cur := run.status()).get("state") not in FINAL_STATES:
+            if time.monotonic() > deadline:
+                raise UserError(f"run {run.name} is still {cur.get('state')} after {args.timeout} s (saving its "
+                                f"checkpoint can take a while on a large model)", where=str(run.log),
+                                fix=f"wait longer (--timeout), read the log, or end it at once: kill {cur.get('pid')}")
             time.sleep(0.5)
     st = run.status()
     if args.json:
