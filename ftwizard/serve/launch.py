@@ -56,21 +56,23 @@ class ServerProcess:
         while time.monotonic() < deadline:
             info = _read(self.ready_file)
             if info and "error" in info:
-                self.stop()
+                self.stop(keep_log=True)
                 raise UserError(f"the model server did not start: {info['error']}", where=str(self.log_path or ""),
                                 fix=info.get("fix") or "see the log")
             if info and "port" in info:
                 self.info = info
                 return info
             if self.proc.poll() is not None:
+                self.stop(keep_log=True)
                 raise UserError(f"the model server exited (code {self.proc.returncode}) before it was ready",
                                 where=str(self.log_path or "the output above"), fix="read the log for the reason")
             time.sleep(poll)
-        self.stop()
+        self.stop(keep_log=True)
         raise UserError(f"the model server was not ready after {timeout:.0f} s", where=str(self.log_path or ""),
                         fix="the machine may be overloaded; try again")
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float = 5.0, keep_log: bool = False) -> None:
+        """End the server; its temporary folder goes too, unless keep_log (a failure names the log)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -78,9 +80,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._tmp:
+        if self._tmp and not keep_log:
             shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        if keep_log:
+            self.ready_file.unlink(missing_ok=True)
+        self._tmp = None
 
     def log_tail(self, lines: int = 5) -> str:
         try:
