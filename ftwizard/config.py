@@ -334,6 +334,25 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
+def parse_set_args(items: list[str] | None, option: str = "--set") -> dict[str, tuple[str, Any]]:
+    """`--set training.learning_rate=1e-4` items as load_config overrides; values are read as YAML
+    (1e-4 a number, true a bool, [q_proj, v_proj] a list). A malformed item is a usage error."""
+    from ftwizard.errors import UsageError
+
+    out: dict[str, tuple[str, Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {item!r} is not KEY=VALUE", where=f"command line {option}",
+                             fix=f"for example {option} training.learning_rate=1e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = (f"{option} {key.strip()}", value)
+    return out
+
+
 def load_config(path: Path | str, overrides: dict[str, tuple[str, Any]] | None = None) -> RunConfig:
     """Read and validate a YAML config; relative paths resolve against its folder.
 
