@@ -20,28 +20,49 @@ def _app(runs_dir: Path):
     return make_app(runs_dir=str(runs_dir), picker=True, blink=False, theme_dirs=theme_dirs()[:1])
 
 
-async def _open_compare(pilot, n_ticked: int = 2):
-    from ftwizard.tui.screens.compare import CompareScreen
-    from textual.widgets import DataTable
+async def _until(pilot, cond, timeout: float = 90.0) -> None:
+    """Pause until cond() holds (a loaded machine can take many seconds), then let workers finish."""
+    import time
 
-    for _ in range(200):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         await pilot.pause(0.05)
-        if pilot.app.screen.query(DataTable) and pilot.app.screen.query_one(DataTable).row_count == 3:
-            break
-    await pilot.press("c")
-    for _ in range(200):
-        await pilot.pause(0.05)
-        scr = pilot.app.screen
-        if isinstance(scr, CompareScreen) and len(scr.selected) == n_ticked and scr.query_one("#compare-plot").cmp:
-            if len(scr.query_one("#compare-plot").cmp["runs"]) == n_ticked:
+        try:
+            if cond():
                 break
+        except Exception:  # a screen mid-change
+            pass
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.3)
+
+
+def _plotted(pilot, n: int) -> bool:
+    from ftwizard.tui.screens.compare import CompareScreen
+
+    scr = pilot.app.screen
+    if not isinstance(scr, CompareScreen):
+        return False
+    cmp = scr.query_one("#compare-plot").cmp
+    return bool(cmp) and len(cmp["runs"]) == n and len(scr.selected) == n
+
+
+async def _open_compare(pilot, n_ticked: int = 2):
+    from textual.widgets import DataTable
+
+    await _until(pilot, lambda: pilot.app.screen.query_one(DataTable).row_count == 3)
+    await pilot.press("c")
+    await _until(pilot, lambda: _plotted(pilot, n_ticked))
 
 
 def shown(widget) -> str:
     """The text a widget shows on screen now."""
     return "\n".join(widget.render_line(y).text for y in range(widget.size.height))
+
+
+@pytest.fixture(autouse=True)
+def own_run_index(tmp_path, monkeypatch):
+    """The picker also lists every indexed run: each test gets an empty index of its own."""
+    monkeypatch.setenv("FTWIZARD_STATE_DIR", str(tmp_path / "state"))
 
 
 @pytest.fixture
@@ -65,14 +86,8 @@ async def test_c_opens_compare_with_two_runs_and_space_adds_a_third(runs_dir):
         assert "training.learning_rate" in tables and "lora.r" in tables
         assert "training.max_steps" in tables and "data.train" not in tables  # only keys that differ
         await pilot.press("end", "space")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            plot = scr.query_one("#compare-plot")
-            if plot.cmp and len(plot.cmp["runs"]) == 3:
-                break
+        await _until(pilot, lambda: _plotted(pilot, 3))
         assert [r["name"] for r in scr.query_one("#compare-plot").cmp["runs"]] == ["lr-4e-4-r32", "lr-1e-4", "lr-2e-4"]
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
         assert "field_score" in shown(scr.query_one("#compare-tables"))  # the eval metric, run 3 has one
         await pilot.press("escape")
         await pilot.pause()
@@ -87,12 +102,7 @@ def test_compare_snapshot(size, runs_dir, snap_compare, monkeypatch):
     async def run_before(pilot):
         await _open_compare(pilot)
         await pilot.press("end", "space")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            plot = pilot.app.screen.query_one("#compare-plot")
-            if plot.cmp and len(plot.cmp["runs"]) == 3:
-                break
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.5)
+        await _until(pilot, lambda: _plotted(pilot, 3))
+        await pilot.pause(0.3)
 
     assert snap_compare(_app(Path("runs")), terminal_size=size, run_before=run_before)

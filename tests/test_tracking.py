@@ -61,6 +61,39 @@ def test_online_mode_leaves_the_users_own_destinations(tmp_path):
     assert kw["trackio_static_space_id"] is False  # never freezes/publishes a Space on its own
 
 
+def test_wandb_run_id_is_stable_per_run_folder_so_a_resume_continues_it(tmp_path):
+    cfg = _cfg(report_to=["wandb"])
+    a = tracking.tracker_env(cfg, tmp_path / "r1", {})
+    assert a["WANDB_RUN_ID"] == tracking.tracker_env(cfg, tmp_path / "r1", {})["WANDB_RUN_ID"]
+    assert a["WANDB_RUN_ID"] != tracking.tracker_env(cfg, tmp_path / "r2", {})["WANDB_RUN_ID"]
+    assert a["WANDB_RUN_ID"].startswith("r1-") and a["WANDB_RESUME"] == "allow"
+    assert "WANDB_RUN_ID" not in tracking.tracker_env(cfg, tmp_path / "r1", {"WANDB_RUN_ID": "mine"})
+
+
+def test_mlflow_resume_continues_the_same_run(tmp_path, monkeypatch):
+    """Two trainer processes on one run folder (start, then resume) log into one MLflow run."""
+    _need("mlflow")
+    run = tmp_path / "r1"
+    run.mkdir()
+    code = ("import sys, os; from ftwizard import tracking; from ftwizard.config import config_from_dict; "
+            "from ftwizard.rundir import RunDir; import mlflow; "
+            "cfg = config_from_dict({'data': {'train': 't.jsonl'}, 'training': {'report_to': ['mlflow']}}); "
+            "tracking.setup_for_trainer(cfg, sys.argv[1], 'r1'); "
+            "mlflow.log_metric('loss', float(sys.argv[2]), step=int(sys.argv[2])); "
+            "RunDir(sys.argv[1]).write_status(state=sys.argv[3])")
+    for step, state in ((1, "stopped"), (2, "completed")):
+        r = subprocess.run([sys.executable, "-c", code, str(run), str(step), state], capture_output=True, text=True,
+                           timeout=300, env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
+        assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.mlflow_uri(run))
+    (mlrun,) = client.search_runs([client.get_experiment_by_name(tracking.DEFAULT_PROJECT).experiment_id])
+    assert [m.step for m in client.get_metric_history(mlrun.info.run_id, "loss")] == [1, 2]
+    assert mlrun.info.status == "FINISHED"  # ended with the run's final state at process exit
+
+
 def test_no_trackers_means_report_to_none():
     assert tracking.sft_kwargs(_cfg(), "r") == {"report_to": "none"}
 

@@ -95,6 +95,9 @@ def tracker_env(cfg, run_path: Path | str, environ: dict[str, str] | None = None
         out["WANDB_PROJECT"] = env.get("WANDB_PROJECT") or DEFAULT_PROJECT
         out["WANDB_DISABLE_GIT"] = "true"     # a git remote URL can carry credentials
         out["WANDB_DISABLE_CODE"] = "true"
+        if not env.get("WANDB_RUN_ID"):  # one W&B run per run folder: a resume continues it
+            out["WANDB_RUN_ID"] = wandb_run_id(run_path)
+            out["WANDB_RESUME"] = env.get("WANDB_RESUME") or "allow"
         if offline:
             out["WANDB_MODE"] = "offline"
     if "mlflow" in chosen:
@@ -109,6 +112,16 @@ def tracker_env(cfg, run_path: Path | str, environ: dict[str, str] | None = None
         if offline:
             out.update({k: None for k in _ONLINE_VARS})
     return out
+
+
+def wandb_run_id(run_path: Path | str) -> str:
+    """A stable W&B run id for a run folder: its name (W&B's allowed characters) and a hash of its path."""
+    import hashlib
+    import re
+
+    path = Path(run_path).resolve()
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", path.name)[:40]
+    return f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
 def apply_env(changes: dict[str, str | None], environ=None) -> None:
@@ -163,7 +176,13 @@ def _start_mlflow_run(run_path: Path | str, run_name: str) -> None:
     if mlflow.active_run() is not None:
         return
     mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_PROJECT)
-    mlflow.start_run(run_name=run_name)
+    id_file = tracking_root(run_path) / "mlflow_run_id"  # a resume continues the same MLflow run
+    previous = id_file.read_text().strip() if id_file.is_file() else ""
+    try:
+        active = mlflow.start_run(run_id=previous) if previous else mlflow.start_run(run_name=run_name)
+    except Exception:  # noqa: BLE001 - the old run is gone (another store, deleted): start a new one
+        active = mlflow.start_run(run_name=run_name)
+    id_file.write_text(active.info.run_id + "\n")
 
     def end() -> None:
         try:

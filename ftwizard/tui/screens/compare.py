@@ -83,11 +83,13 @@ class CompareScreen(ReportsWorkerErrors, Screen):
     @work(thread=True, exclusive=True, group="compare-list", exit_on_error=False)
     def _list_runs(self) -> None:
         found = []
-        if self.runs_dir.is_dir():
-            for p in self.runs_dir.iterdir():
-                run = RunDir(p)
-                if p.is_dir() and run.exists():
-                    found.append((run.status().get("started_at") or 0, run.name, str(p)))
+        # the runs folder's runs, plus a picked run from elsewhere (the picker also lists indexed runs)
+        candidates = [p for p in self.runs_dir.iterdir()] if self.runs_dir.is_dir() else []
+        candidates += [Path(p) for p in self.selected if Path(p).parent.resolve() != self.runs_dir.resolve()]
+        for p in candidates:
+            run = RunDir(p)
+            if p.is_dir() and run.exists():
+                found.append((run.status().get("started_at") or 0, run.name, str(p)))
         found.sort(reverse=True)
         self.app.call_from_thread(self._fill, [(n, p) for _, n, p in found])
 
