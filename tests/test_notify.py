@@ -5,7 +5,6 @@ notification (bell + OSC 9 + OSC 777) reaches a real tmux pane."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

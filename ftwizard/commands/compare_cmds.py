@@ -81,29 +81,10 @@ def cmd_summary(args) -> int:
 
 
 def parse_set(values: list[str]) -> dict[str, tuple[str, Any]]:
-    """--set KEY=VALUE items as load_config overrides; the value is read as YAML (1e-4, true, [a, b])."""
-    import yaml
+    """--set KEY=VALUE items as load_config overrides: h17's one parser (config.parse_set_args)."""
+    from ftwizard.config import parse_set_args
 
-    from ftwizard.errors import UsageError
-
-    out: dict[str, tuple[str, Any]] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-            raise UsageError(f"--set {item!r} is not KEY=VALUE", where="--set",
-                             fix="e.g. --set training.learning_rate=1e-4 (dotted field path, as in the config)")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 as text; the config's types decide in the end
-            try:
-                value = float(value) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value) else value
-            except ValueError:
-                pass
-        out[key] = (f"--set {key}", value)
-    return out
+    return parse_set_args(values, "--set")
 
 
 def next_name(base: str, runs_dir: Path) -> str:
