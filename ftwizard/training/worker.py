@@ -214,7 +214,10 @@ def rank_main(run: RunDir, resume: bool) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _quiet_libraries()
     view = run if main_rank else _QuietRun(run.path)
-    writer = EventWriter(run.events) if main_rank else _NullWriter()
+    from ftwizard.notify import NotifyingWriter
+
+    # rank 0 writes the divergence event: its webhook goes from here (endings go from the supervisor) (h15)
+    writer = NotifyingWriter(EventWriter(run.events), run) if main_rank else _NullWriter()
     stop_flag: dict = {"requested": False}
     try:
         cfg = load_config(run.config)
