@@ -360,7 +360,23 @@ def _adapter_cases() -> list[Case]:
     return cases
 
 
+def _export_crash_setup(d: Path) -> None:
+    """A finished run whose adapter files are intact but whose base model cannot load: the worker crashes."""
+    r = make_run(d / "runs", "bad", DONE, GOOD_EVENTS)
+    cfg = yaml.safe_load((r / "config.yaml").read_text())
+    cfg["model"] = {"base": str(d / "nomodel"), "method": "lora"}
+    (r / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "nomodel").mkdir()
+    (d / "nomodel" / "config.json").write_text('{"model_type": "llama"}')
+    (r / "adapter").mkdir()
+    (r / "adapter" / "adapter_config.json").write_text('{"r": 8, "peft_type": "LORA"}')
+    (r / "adapter" / "adapter_model.safetensors").write_bytes(GOOD_ST)
+
+
 WORKER_CASES = _adapter_cases() + [
+    Case("export-worker-crashes", 1, ["export", "bad", "--runs-dir", "runs", "--format", "adapter", "--json"], 1,
+         "export.log", setup=_export_crash_setup, timeout=400, extra=lambda d, r: _not_running(d / "runs" / "bad")),
+
     Case("train-worker-dies-on-bad-model", 1, ["train", "config.yaml", "--force", "--json"], 1, "config.json",
          setup=_bad_model_config, json="lines", timeout=400, extra=_failed_not_running),
 ]

@@ -69,7 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps(m, indent=2))
     else:
         print(summary_text(m, req.out_dir()))
-    return 0 if m["state"] == "completed" else 2
+    return 0 if m["state"] == "completed" else 1  # 2 is for usage errors (README: exit codes)
 
 
 def summary_text(m: dict, out: Path) -> str:

@@ -121,7 +121,7 @@ def open_run(run_path: Path) -> RunSource:
                         fix="pass a folder made by `ftwizard train`; `ftwizard runs` lists them")
     cfg = load_config(run.config)
     src = RunSource(run, cfg)
-    state = run.status().get("state")
+    state = run.require_readable().get("state")  # a corrupt run folder: said once, with its file
     if state in ("starting", "running", "stopping"):
         raise UserError(f"run {run.name} is still {state}", where=str(run.path),
                         fix=f"wait for it to finish (`ftwizard monitor {run.name}`), then export")
@@ -129,4 +129,10 @@ def open_run(run_path: Path) -> RunSource:
     if not (src.artifact / marker).is_file():
         raise UserError(f"run {run.name} has no final {src.artifact.name}/ (state: {state})", where=str(src.artifact),
                         fix=f"finish the run first (`ftwizard resume {run.name}`); a stopped run has only checkpoints")
+    from ftwizard.rundir import damaged_model_file
+
+    bad = damaged_model_file(src.artifact)  # before a worker starts: a garbled file named, not a traceback
+    if bad is not None:
+        raise UserError(f"the result of run {run.name} is damaged: {bad[0].name} {bad[1]}", where=str(bad[0]),
+                        fix="train it again, or resume from a checkpoint whose files are intact")
     return src
