@@ -312,6 +312,21 @@ def test_missing_tracker_package_is_an_error_with_the_install_command(monkeypatc
     assert not hp({"training": {"report_to": []}}).by_rule("tracking.missing")
 
 
+def test_online_wandb_without_a_login_is_a_warning(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    online = {"training": {"report_to": ["wandb"], "tracking_mode": "online"}}
+    (f,) = hp(online).by_rule("tracking.no_login")
+    assert f.severity == WARNING and f.edit == {"training.tracking_mode": "offline"}
+    (tmp_path / "no-netrc").write_text("machine api.wandb.ai login user password k3y\n")
+    (tmp_path / "no-netrc").chmod(0o600)
+    assert not hp(online).by_rule("tracking.no_login")  # `wandb login` wrote its netrc entry
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert not hp(online).by_rule("tracking.no_login")
+    assert not hp({"training": {"report_to": ["wandb"]}}).by_rule("tracking.no_login")  # offline needs none
+
+
 def test_every_rule_is_tested_and_documented():
     here = Path(__file__).read_text() + (Path(__file__).parent / "test_preflight_scenarios.py").read_text() \
         + (Path(__file__).parent / "test_preflight_balance.py").read_text() \

@@ -235,8 +235,13 @@ def device_and_precision(ctx: Context) -> None:
 
 def trackers(ctx: Context) -> None:
     """training.report_to names a tracker whose package is missing (h15: ftwizard.tracking)."""
-    from ftwizard.tracking import install_hint, missing_trackers
+    from ftwizard.tracking import install_hint, missing_trackers, online_problems
 
+    for problem in online_problems(ctx.cfg):
+        ctx.add("tracking.no_login", WARNING, problem,
+                "run `wandb login` (or set WANDB_API_KEY) before starting, or set training.tracking_mode: offline "
+                "and upload later with `wandb sync`", field="training.tracking_mode",
+                edit={"training.tracking_mode": "offline"})
     missing = missing_trackers(ctx.cfg)
     if missing:
         names = ", ".join(n for n, _ in missing)

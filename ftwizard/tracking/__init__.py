@@ -61,6 +61,32 @@ def missing_trackers(cfg) -> list[tuple[str, str]]:
     return [(n, TRACKERS[n].pip) for n in cfg.training.report_to if not is_installed(n)]
 
 
+def wandb_logged_in(environ=None) -> bool:
+    """W&B has a key here: WANDB_API_KEY, or the ~/.netrc entry `wandb login` writes (never read out)."""
+    env = os.environ if environ is None else environ
+    if env.get("WANDB_API_KEY"):
+        return True
+    import netrc
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(env.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        path = env.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def online_problems(cfg, environ=None) -> list[str]:
+    """Trackers that cannot go online from here as configured (pre-flight warns; the run would stop at start)."""
+    if cfg.training.tracking_mode != "online":
+        return []
+    out = []
+    if "wandb" in cfg.training.report_to and not wandb_logged_in(environ):
+        out.append("wandb has no login here (no WANDB_API_KEY, no `wandb login`); a detached run cannot ask for one")
+    return out
+
+
 def install_hint(missing: list[tuple[str, str]]) -> str:
     pkgs = " ".join(p for _, p in missing)
     return f"pip install {pkgs}   (or: pip install 'ftwizard[tracking]' for all four)"
