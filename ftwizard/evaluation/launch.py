@@ -91,6 +91,14 @@ def plan_models(cfg: RunConfig, run: RunDir | None, checkpoints: str = "all", ba
     if has_final:
         models.append({"id": "final", "label": "final", "kind": tuned_kind, "path": str(final),
                        "step": final_step})
+    from ftwizard.rundir import damaged_model_file
+
+    for m in models:  # a garbled adapter or checkpoint is named here, before a worker loads it
+        bad = damaged_model_file(Path(m["path"])) if m.get("path") and Path(m["path"]).is_dir() else None
+        if bad is not None:
+            raise UserError(f"{m['label']} cannot be evaluated: {bad[0].name} {bad[1]}", where=str(bad[0]),
+                            fix="evaluate the other models with --checkpoints final or best, or resume training "
+                                "to write a new one")
     return models
 
 
@@ -206,6 +214,7 @@ def resolve_target(target: str, runs_dir: Path) -> tuple[RunConfig, RunDir | Non
     from ftwizard.rundir import find_run
 
     run = find_run(target, runs_dir)
+    run.require_readable()  # a corrupt run folder is said once, with its file, not evaluated as if fine
     if not run.config.is_file():
         raise UserError(f"run {run.name} has no config.yaml", where=str(run.path),
                         fix="a run folder made by `ftwizard train` has one; was it copied incompletely?")
