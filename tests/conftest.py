@@ -23,6 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads when 
 import tempfile as _tempfile  # noqa: E402
 
 os.environ["FTWIZARD_STATE_DIR"] = _tempfile.mkdtemp(prefix="ftwizard-test-state-")
+# likewise this machine's measured speed (ftwizard.hardware.walltime): tiny test runs must not replace the user's
+os.environ["FTWIZARD_WALLTIME_CACHE"] = os.path.join(os.environ["FTWIZARD_STATE_DIR"], "walltime.json")
 
 
 @pytest.fixture(scope="session")

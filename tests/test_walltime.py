@@ -98,3 +98,41 @@ def test_measured_estimate_against_a_real_run(tmp_path, cache):
     actual = time.time() - t0
     assert r.returncode == 0, r.stderr[-2000:]
     assert 0.5 < predicted / actual < 2.0, (predicted, actual)
+
+
+def test_a_completed_run_teaches_the_speed(tmp_path, cache):
+    """learn_from_run reads a finished run's events: s per micro-batch without the evaluations inside,
+    the evaluations' own rate, and the start-up (launch to the end of the first step's warm-up)."""
+    from ftwizard.hardware.walltime import learn_from_run, load_calibration
+    from ftwizard.preflight import run_check
+    from ftwizard.rundir import EventWriter, RunDir
+
+    cfg = load_config(tiny_config(tmp_path, max_steps=10, gradient_accumulation=2, eval_every=5))
+    run_check(cfg)  # the lint cache a real start leaves behind
+    run = RunDir(tmp_path / "runs" / "done")
+    run.path.mkdir(parents=True)
+    cfg.save(run.config)
+    t0 = 1000.0
+    run.write_status(state="completed", started_at=t0)
+    w = EventWriter(run.events)
+    w.write("system", event="train_begin", step=0, time=t0 + 30)  # 30 s to load
+    t, elapsed = t0 + 30, 0.0
+    for step in range(1, 11):
+        elapsed += 4.0 + (5.0 if step == 1 else 0.0)  # 2 micro-batches of 2 s; the first step warms up 5 s more
+        w.write("train", step=step, loss=1.0, elapsed_s=elapsed, time=t + elapsed)
+        if step % 5 == 0:
+            w.write("eval", step=step, eval_loss=1.0, elapsed_s=elapsed + 3.0, time=t + elapsed + 3.0)
+            elapsed += 3.0  # the evaluation took 3 s
+    w.close()
+    cal = learn_from_run(run.path)
+    assert cal is not None and cal.source == "run done"
+    assert cal.s_per_microbatch == pytest.approx(2.0)
+    assert cal.startup_s == pytest.approx(35.0)
+    assert cal.eval_rate_flops_s and cal.eval_rate_flops_s > 0
+    assert load_calibration(cfg).source == "run done"
+    # a short run teaches nothing
+    short = RunDir(tmp_path / "runs" / "short")
+    short.path.mkdir()
+    cfg.save(short.config)
+    short.write_status(state="completed", started_at=t0)
+    assert learn_from_run(short.path) is None

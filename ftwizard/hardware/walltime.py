@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PROBE_STEPS = 4          # micro-batches the probe trains; the first (warm-up) is not timed
+PROBE_STEPS = 6          # micro-batches the probe trains; the first (warm-up) is not timed, the median of the rest is
 CACHE_FILE = "walltime.json"
 STALE_S = 30 * 86400     # re-measure after a month (drivers, library versions change)
 
@@ -55,6 +55,7 @@ class Calibration:
     eval_rate_flops_s: float | None = None  # forward-only FLOPs per second (the probe's evaluation)
     probe_wall_s: float | None = None       # the probe process, launch to exit
     probe_cpu_s: float | None = None        # its CPU seconds (user + system): load-proof, unlike the wall time
+    source: str = "probe"                   # "probe", or "run NAME" (learned from a finished run here)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +121,10 @@ def _cpu_name() -> str:
 
 # ---- the cache -----------------------------------------------------------------------------
 def _cache_path() -> Path:
+    """<cache>/walltime.json; FTWIZARD_WALLTIME_CACHE names another file (the tests use a temporary one)."""
+    env = os.environ.get("FTWIZARD_WALLTIME_CACHE")
+    if env:
+        return Path(env).expanduser()
     from ftwizard.paths import cache_dir
 
     return cache_dir() / CACHE_FILE
@@ -316,7 +321,7 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
             tail = run.log.read_text(errors="replace").strip().splitlines()[-3:] if run.log.exists() else []
             raise UserError("the speed probe did not finish: " + (" | ".join(tail) or f"exit code {rc}"))
         first, last = min(steps), max(steps)
-        s_per_mb = (steps[last]["elapsed_s"] - steps[first]["elapsed_s"]) / (last - first)
+        s_per_mb = _median_step(steps)  # the median: one burst of load on a shared machine does not set the rate
         startup = begin["time"] - t0 + steps[first]["elapsed_s"] - s_per_mb  # launch to the end of step 0
         end = next((e for e in events if e.get("event") == "train_end"), None)
         ev = next((e for e in events if e.get("kind") == "eval"), None)
@@ -342,6 +347,64 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
 
 
 PROBE_EVAL_ROWS = 8
+
+
+def _median_step(steps: dict[int, dict]) -> float:
+    keys = sorted(steps)
+    deltas = sorted((steps[b]["elapsed_s"] - steps[a]["elapsed_s"]) / (b - a) for a, b in zip(keys, keys[1:]))
+    n = len(deltas)
+    return deltas[n // 2] if n % 2 else (deltas[n // 2 - 1] + deltas[n // 2]) / 2
+
+
+MIN_LEARN_STEPS = 8  # fewer logged steps measure too little to replace a calibration
+
+
+def learn_from_run(run_path: Path | str) -> Calibration | None:
+    """Calibrate from a finished run on this machine: its many steps measure the speed better than
+    the probe's few. Reads the run folder (events, status, config) and the cached token lengths;
+    stores and returns the calibration, or None when the run says too little (under 8 logged
+    steps, a resume in between, no cached lint). The trainer calls it when a run completes."""
+    from ftwizard.config import load_config
+    from ftwizard.preflight import run_check
+    from ftwizard.rundir import RunDir, latest_by_step
+
+    run = RunDir(run_path)
+    cfg = load_config(run.config)
+    events = list(run.iter_events())
+    if any(e.get("event") == "resumed" for e in events):
+        return None  # two processes' timings mixed: not one clean measurement
+    train = latest_by_step(events, "train")
+    begin = next((e for e in events if e.get("event") == "train_begin"), None)
+    started = run.read_status().get("started_at")
+    if len(train) < MIN_LEARN_STEPS or begin is None or not isinstance(started, (int, float)):
+        return None
+    rep = run_check(cfg, data="cached")
+    if not rep.train_lengths:
+        return None
+    evals = [e for e in events if e.get("kind") == "eval"]
+    # each evaluation's time: from the train event of its step to the eval event
+    by_step = {e["step"]: e for e in train}
+    eval_s = [e["time"] - by_step[e["step"]]["time"] for e in evals if e.get("step") in by_step]
+    first, last = train[0], train[-1]
+    inside = sum(d for e, d in zip(evals, eval_s) if first["step"] <= e.get("step", -1) < last["step"])
+    micro = (last["step"] - first["step"]) * cfg.training.gradient_accumulation
+    span = last["elapsed_s"] - first["elapsed_s"] - inside
+    if micro <= 0 or span <= 0:
+        return None
+    fpm = flops_per_microbatch(cfg, rep.train_lengths)
+    s_per_mb = span / micro
+    eval_rate = None
+    if eval_s and rep.eval_lengths:
+        eval_flops = len(rep.eval_lengths) * flops_per_microbatch(cfg, rep.eval_lengths, eval_only=True)
+        eval_rate = eval_flops / (sum(eval_s) / len(eval_s)) if sum(eval_s) > 0 else None
+    # launch to train_begin, plus the first logged step's excess over a normal step (warm-up)
+    startup = (begin["time"] - started) + first["elapsed_s"] - first["step"] * s_per_mb * cfg.training.gradient_accumulation
+    cal = Calibration(device=device_key(cfg), method=cfg.model.method, model=cfg.model.base,
+                      rate_flops_s=fpm / s_per_mb, startup_s=max(0.0, startup), s_per_microbatch=s_per_mb,
+                      flops_per_microbatch=fpm, measured_at=time.time(), load_avg=None,
+                      eval_rate_flops_s=eval_rate, source=f"run {run.name}")
+    save_calibration(cal)
+    return cal
 
 
 def _probe_eval_file(cfg, folder: Path) -> Path | None:

@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.write("system", event=state)
         stopped_msg = stop_flag.get("message") or "stopped on request; `ftwizard resume` continues"
         run.write_status(state=state, ended_at=time.time(), message=stopped_msg if state == "stopped" else None)
+        if state == "completed":
+            _learn_speed(run)
         return 0
     except UserError as e:
         msg = e.what + (f" ({e.where})" if e.where else "") + (f"; {e.fix}" if e.fix else "")
@@ -145,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         write_summary_quietly(run)  # runs/NAME/summary.md (h15)
         writer.close()
         os.close(lock_fd)
+
+
+def _learn_speed(run: RunDir) -> None:
+    """A completed run measured this machine better than any probe: the next plan's wall time uses it
+    (ftwizard.hardware.walltime.learn_from_run). Never fails the run."""
+    try:
+        from ftwizard.hardware.walltime import learn_from_run
+
+        learn_from_run(run.path)
+    except Exception as e:  # noqa: BLE001 - a speed note must never turn a completed run into a failure
+        print(f"note: could not learn this machine's speed from the run ({e})", flush=True)
 
 
 def supervise(run: RunDir, spec, resume: bool, writer: EventWriter, stop_flag: dict) -> int:
