@@ -37,7 +37,7 @@ def _project(folder: Path) -> Path:
     from ftwizard.config import default_config
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.jsonl").write_text("\n".join(_ticket(i) for i in range(16)) + "\n")
+    (folder / "train.jsonl").write_text("\n".join(_ticket(i) for i in range(10)) + "\n")
     (folder / "eval.jsonl").write_text("\n".join(_ticket(100 + i) for i in range(4)) + "\n")
     cfg = default_config(folder / "train.jsonl", folder / "eval.jsonl")
     cfg.data.max_length = 64
@@ -142,8 +142,10 @@ def test_wizard_path_from_decide_to_export_at_80x24(tmp_path, embedded_model_dir
         # focus starts on the run; Tab order: adapter, merged, gguf, ollama -> clear the last three
         tmux.keys("wiz2", "Tab", "Tab", "space", "Tab", "space", "Tab", "space")
         tmux.keys("wiz2", "C-e")
-        _until(tmux, "wiz2", lambda s: "export ok" in s or "export failed" in s, 600, "the export")
-        assert "export ok" in tmux.screen("wiz2"), tmux.screen("wiz2")
+        _until(tmux, "wiz2", lambda s: "export completed" in s or "export failed" in s, 600, "the export")
+        exported = tmux.screen("wiz2")
+        assert "export completed" in exported and "adapter  ok" in exported, exported
+        assert "merged  " not in exported and "gguf  " not in exported
         export_dir = run.path / "export"
         assert any(export_dir.rglob("adapter_model.safetensors"))
         assert not any(export_dir.rglob("*.gguf"))                                  # adapter only, as chosen

@@ -303,8 +303,8 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         box.display = bool(shown)
         if shown:
             box.highlighted = min(keep or 0, len(shown) - 1)
-        elif self.app.focused is None or self.app.focused is box:
-            self.focus()  # the step keeps the keys (t, c) when the list goes away
+        elif self.display and (self.app.focused is None or self.app.focused is box):
+            self.focus()  # the step keeps the keys (t, c) when the list goes away (only while it is shown)
         self._detail()
 
     @on(OptionList.OptionHighlighted, "#preflight-findings")
