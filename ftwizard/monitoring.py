@@ -268,6 +268,15 @@ def _final(run: RunDir, st: dict[str, Any], json_lines: bool, out, follow: bool)
             msg += f"\n  continue with: ftwizard resume {run.path}"
         out.write(msg + "\n")
         out.flush()
+    if json_lines and follow and state in ("failed", "died", "corrupt"):
+        # the --json failure contract: the last line is one {"error", "where", "fix"} object
+        import orjson
+
+        fix = (f"read the log, fix the cause, then `ftwizard resume {run.name}` (from its last checkpoint) or "
+               "start a new run") if state != "corrupt" else "look at the files named in the error"
+        out.write(orjson.dumps({"error": f"run {run.name} {state}: {st.get('message') or 'no message'}",
+                                "where": str(run.log), "fix": fix}).decode() + "\n")
+        out.flush()
     return 0 if state in ("completed", "stopped", "running", "starting", "stopping") else 1
 
 

@@ -271,7 +271,9 @@ def _one_line(e: BaseException) -> str:
     if type(e).__name__ == "OutOfMemoryError" or "out of memory" in head.lower():
         return ("out of GPU memory: " + head[:200] + "; try QLoRA, a smaller batch with more accumulation, "
                 "gradient checkpointing or a shorter max_length (`ftwizard estimate` shows what fits)")
-    return f"{type(e).__name__}: {head[:300]}"
+    if not head:  # an exception with no text: its kind is all there is to say
+        return type(e).__name__
+    return head[:300]  # no exception class names in what a person reads (the traceback is in train.log)
 
 
 if __name__ == "__main__":
