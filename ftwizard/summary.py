@@ -83,7 +83,7 @@ def build_summary(run: RunDir) -> str:
             f"{' of ' + str(st['max_steps']) if st.get('max_steps') else ''} |",
             f"| folder | `{run.path.resolve()}` |"]
     if st.get("message"):
-        out.append(f"| message | {_cell(st['message'])} |")
+        out.append(f"| message | {' '.join(str(st['message']).split()).replace('|', chr(92) + '|')} |")  # in full
     if cfg is not None:
         out += [f"| base model | {cfg.model.base} |", f"| method | {cfg.model.method} |"]
     out += ["", "## Final metrics", "", "| metric | value | at step |", "|---|---:|---:|",
