@@ -135,3 +135,14 @@ def test_train_from_run_with_one_change_then_compare(tmp_path, embedded_model_di
     assert len(a["curve"]["loss"]) == len(b["curve"]["loss"]) == 3
     assert a["curve"]["loss"][0] == pytest.approx(b["curve"]["loss"][0])  # same seed, same first step
     assert a["final_loss"] < b["final_loss"]  # 10x the learning rate learns faster in 3 steps
+
+
+def test_summary_of_a_failed_run_keeps_the_whole_message(runs):
+    from ftwizard.summary import build_summary
+
+    msg = "the loss became NaN or infinite at step 12; lower training.learning_rate (now 0.0004) by 2-10x | see log"
+    runs[1].write_status(state="failed", message=msg)
+    text = build_summary(runs[1])
+    assert "| state | **failed** |" in text
+    assert msg.replace("|", "\\|") in text
+    assert "No evaluation yet: `ftwizard eval lr-1e-4`." in text
