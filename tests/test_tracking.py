@@ -70,6 +70,7 @@ def test_wandb_run_id_is_stable_per_run_folder_so_a_resume_continues_it(tmp_path
     assert "WANDB_RUN_ID" not in tracking.tracker_env(cfg, tmp_path / "r1", {"WANDB_RUN_ID": "mine"})
 
 
+@pytest.mark.slow
 def test_mlflow_resume_continues_the_same_run(tmp_path, monkeypatch):
     """Two trainer processes on one run folder (start, then resume) log into one MLflow run."""
     _need("mlflow")
