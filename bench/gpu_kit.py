@@ -101,11 +101,15 @@ class Kit:
         timeout = max(1.0, min(timeout, self.left()))
         sampler = GpuPeak() if (sample_gpu and not self.dry) else None
         t = time.monotonic()
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or self.env,
+                             cwd=self.work)
         try:
-            p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env or self.env, cwd=self.work)
-            rc, out, err = p.returncode, p.stdout, p.stderr
-        except subprocess.TimeoutExpired as e:
-            rc, out, err = "timeout", _text(e.stdout), _text(e.stderr)
+            out, err = p.communicate(timeout=timeout)
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            kill_tree(p.pid)  # the trainer is a child of the CLI: it must not live on holding the GPU
+            out, err = p.communicate()
+            rc = "timeout"
         secs = round(time.monotonic() - t, 1)
         peak = sampler.stop() if sampler else None
         tail = "\n".join((err or out or "").strip().splitlines()[-15:])
@@ -248,6 +252,28 @@ class Part:
 # ---- helpers -----------------------------------------------------------------
 def _text(b) -> str:
     return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+
+def kill_tree(pid: int) -> None:
+    """SIGTERM a process and all its descendants, then SIGKILL what is left after 10 s."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for q in procs:
+        try:
+            q.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for q in alive:
+        try:
+            q.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def machine_facts() -> dict:

@@ -109,3 +109,28 @@ def test_padding_free_counts_real_tokens_not_padding():
                       with_advice=False)
     free = estimate(EstimateInput(model="embedded", lengths=lengths, micro_batch=2), with_advice=False)
     assert free.tokens == sum(lengths) < padded.tokens
+
+
+def test_fused_head_estimate_matches_trl_kernel_on_cpu():
+    """TRL's chunked LM head (what the trainer's loss runs through) holds what the estimator
+    says, not the 12 B/token/vocab of full logits: measured with torch.profiler on the CPU path."""
+    import torch
+    from trl.kernels import ChunkedLogProbFunction
+
+    from ftwizard.hardware.measure import cpu_peak_tensor_bytes
+    from ftwizard.hardware.memory import MemorySettings, fused_head_bytes
+    from ftwizard.hardware.shapes import resolve_shape
+
+    n, shape = 256, resolve_shape("embedded")
+    hidden = torch.randn(n, shape.hidden, requires_grad=True)
+    weight = torch.randn(shape.vocab, shape.hidden) * 0.02
+    targets = torch.randint(0, shape.vocab, (n,))
+
+    def step():
+        out = ChunkedLogProbFunction.apply(hidden, weight, None, targets, 1.0, 32768, None, 1.0,
+                                           ("log_probs", "entropy", "is_top1"))
+        (-out[0].sum()).backward()
+
+    measured = cpu_peak_tensor_bytes(step)
+    est = fused_head_bytes(shape, MemorySettings(device="cpu", precision="fp32"), n, res=4, p=4, trainable_head=False)
+    assert abs(est - measured) / measured < 0.15, (est, measured)
