@@ -79,8 +79,7 @@ class QuitScreen(ModalScreen[str]):
                 yield Static(Text("Quit the wizard?", style="bold"))
             if self.unsaved:
                 yield Static(Text("Your answers are not saved in a config file yet.", style="yellow"))
-                yield Static(Text("s: save them first    y / Enter: quit without saving    n / Esc: stay",
-                                  style="dim"))
+                yield Static(Text("s: save first   y / Enter: quit without saving   n / Esc: stay", style="dim"))
             else:
                 yield Static(Text("y / Enter: quit    n / Esc: stay", style="dim"))
 

@@ -77,8 +77,8 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
 
     def _title(self) -> str:
         if self.everywhere:
-            return "Your runs, from any folder (the run index) and " + str(self.runs_dir)
-        return f"Runs in {self.runs_dir}"
+            return "Your runs, from any folder (the run index).  Enter: watch"
+        return f"Runs in {self.runs_dir}.  Enter: watch"
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="picker-title")
