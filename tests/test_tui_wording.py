@@ -72,6 +72,8 @@ async def test_focus_and_state_show_without_colour(cwd_tmp, monkeypatch):
         await pilot.pause()
         assert pilot_toggle.render().plain.startswith("[x]") and app.state.pilot
         assert pilot_toggle.styles.text_style.reverse or pilot_toggle.styles.text_style.bold
+        await pilot.press("ctrl+a")                                   # every setting, the scheduler among them
+        await pilot.pause()
         choice = step.query_one("#field-training-scheduler").query_one(Choice)
         choice.focus()
         await pilot.pause()

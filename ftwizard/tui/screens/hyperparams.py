@@ -133,13 +133,30 @@ class FieldRow(Horizontal):
         self._note = (text, error)
         self.note.update(("x " if error else "! ") + text if text else "")
         self.note.set_class(error, "-error")
+        if self.has_class("-advanced"):  # a hidden setting with something to say shows itself
+            self.set_class(bool(text), "-noted")
+            self.note.set_class(bool(text), "-noted")
         if self.has_focus_within:
             self.screen.query_one("#field-help", Line).update(self.help_text())
 
 
+# The settings a first run usually touches; the rest show with Ctrl+A (or when they carry a note).
+# Fewer rows laid out also keeps a step switch and each key cheap on a slow machine.
+BASIC_FIELDS = {
+    "model.base", "model.method", "data.train", "data.eval", "data.task_type", "data.max_length", "lora.r",
+    "lora.alpha", "training.learning_rate", "training.epochs", "training.max_steps", "training.batch_size",
+    "training.gradient_accumulation", "training.eval_every", "training.save_every", "training.stop_on_divergence",
+}
+
+
 class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
     TITLE = "Hyperparameters"
-    BINDINGS = [Binding("ctrl+l", "toggle_pilot", "Pilot run")]
+    BINDINGS = [Binding("ctrl+l", "toggle_pilot", "Pilot run"),
+                Binding("ctrl+a", "toggle_all", "All settings", priority=True)]
+    DEFAULT_CSS = """
+    HyperparamsStep .-advanced { display: none; }
+    HyperparamsStep.-all .-advanced, HyperparamsStep .-advanced.-noted { display: block; }
+    """
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -151,7 +168,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             yield Label("Pilot run", classes="field-name")
             yield Toggle(value=self.app.state.pilot, on="on", off="off", id="pilot")
             yield Static(Text("a few hundred examples, one pass: catches format bugs and bad learning rates "
-                              "in minutes (Ctrl+L)", style="dim"), id="pilot-help")
+                              "in minutes (Ctrl+L). Ctrl+A: all settings", style="dim"), id="pilot-help")
         yield Line(id="plan", classes="panel")
         yield Line(id="field-help")
         cfg = self.app.state.config
@@ -163,6 +180,9 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
                     continue
                 row = FieldRow(f"{attr}.{name}", field.annotation, getattr(section, name),
                                field.description or "", field.default)
+                if row.path not in BASIC_FIELDS:
+                    row.add_class("-advanced")
+                    row.note.add_class("-advanced")
                 yield row
                 yield row.note
 
@@ -171,6 +191,12 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
         self._show_help(None)
         self._count_rows()
         self.update_notes()
+
+    def action_toggle_all(self) -> None:
+        self.toggle_class("-all")
+        shown = self.has_class("-all")
+        self.notify("showing every setting" if shown else "showing the common settings (Ctrl+A shows all)",
+                    timeout=3)
 
     def on_descendant_focus(self, event) -> None:
         row = next((a for a in (self.app.focused.ancestors_with_self if self.app.focused else [])
