@@ -44,9 +44,11 @@ def test_chat_in_a_terminal(tmp_path, embedded_model_dir):
 
         tm.keys("chat", "Write a very long story about a dragon and a knight.", "Enter")
         deadline = time.time() + 120
-        while time.time() < deadline:  # wait until the answer is streaming, then stop it
-            lines = [ln for ln in tm.screen("chat").splitlines() if ln.startswith("demo> ")]
-            if lines and len(lines[-1]) > 12:
+        while time.time() < deadline:  # wait until the new answer is streaming, then stop it
+            lines = tm.screen("chat").splitlines()
+            asked = max((i for i, ln in enumerate(lines) if "a dragon and a knight" in ln), default=None)
+            answer = [ln for ln in lines[asked + 1:] if ln.startswith("demo> ")] if asked is not None else []
+            if answer and len(answer[0]) > 12:
                 break
             time.sleep(0.2)
         tm.keys("chat", "Escape")

@@ -79,7 +79,7 @@ class _KeyWatch:
             import tty
 
             self.saved = termios.tcgetattr(self.fd)
-            tty.setcbreak(self.fd)
+            tty.setcbreak(self.fd, termios.TCSANOW)  # not TCSAFLUSH: an Esc typed a moment early still counts
         return self
 
     def escape_pressed(self, wait: float) -> bool:

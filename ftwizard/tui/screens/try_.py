@@ -74,6 +74,7 @@ class TryStep(ReportsWorkerErrors, Vertical):
         self.loading = False
         self._pending: str | None = None
         self._loaded_for: str | None = None
+        self._first_seen: dict[int, float] = {}
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -305,11 +306,15 @@ class TryStep(ReportsWorkerErrors, Vertical):
         self._live_rate(side, stream)
 
     def _live_rate(self, side: str, stream) -> None:
+        """Tokens so far and the decoding rate while the answer streams (the final figure replaces it)."""
         if stream.first_token_s is None:
             return
+        now = time.perf_counter()
+        first_seen = self._first_seen.setdefault(id(stream), now)
+        rate = f", {(stream.pieces - 1) / (now - first_seen):.1f} tokens/s" if now - first_seen > 0.2 else ""
         base = getattr(self, "_loaded_text", Text(""))
-        self.set_status(base + Text(f"\n{side}: {stream.pieces} tokens, first token {stream.first_token_s:.2f} s",
-                                    style="dim"))
+        self.set_status(base + Text(f"\n{side}: {stream.pieces} tokens, first token {stream.first_token_s:.2f} s"
+                                    f"{rate}", style="dim"))
 
     def _finished(self, turn: Turn, side: str, stream, error: str | None) -> None:
         from ftwizard.chat.terminal import stats_line
