@@ -55,9 +55,18 @@ def main() -> int:
         client = ChatClient(server.base_url, server.token)
         for _ in client.stream([{"role": "user", "content": "hi"}], target.name, max_tokens=4):  # warm-up
             pass
+        import psutil
+
+        proc = psutil.Process(server.proc.pid)
+
+        def cpu() -> float:  # the server's CPU seconds: a load-proof cost next to the wall-clock rates
+            t = proc.cpu_times()
+            return t.user + t.system
+
         rows = []
         for model in target.model_ids:
             ttft, tps, toks = [], [], []
+            c0 = cpu()
             for _ in range(args.rounds):
                 for q in QUESTIONS:
                     st = client.stream([{"role": "user", "content": q}], model, max_tokens=args.tokens)
@@ -67,17 +76,18 @@ def main() -> int:
                     if st.tokens_per_s:
                         tps.append(st.tokens_per_s)
                     toks.append(st.tokens)
+            cpu_per_token = (cpu() - c0) / max(1, sum(toks))
             t1 = time.perf_counter()
             out = client.complete([{"role": "user", "content": QUESTIONS[-1]}], model, max_tokens=args.tokens)
             whole = time.perf_counter() - t1
             rows.append((model, statistics.median(ttft), max(ttft), statistics.median(tps) if tps else float("nan"),
-                         statistics.median(toks), whole, out["usage"]["completion_tokens"]))
+                         statistics.median(toks), whole, out["usage"]["completion_tokens"], cpu_per_token))
         print(f"server: {target.name} ({target.label}) on {info['device']}; process start to ready {ready:.1f} s "
               f"(model load {info['load_s']:.1f} s); threads OMP={os.environ.get('OMP_NUM_THREADS', 'default')}")
         print(f"{'model':<8} {'TTFT med':>9} {'TTFT max':>9} {'tok/s med':>10} {'tokens':>7} "
-              f"{'non-stream':>11} {'tokens':>7}")
-        for m, t_med, t_max, r, n, whole, n2 in rows:
-            print(f"{m:<8} {t_med:>8.2f}s {t_max:>8.2f}s {r:>10.1f} {n:>7.0f} {whole:>10.2f}s {n2:>7}")
+              f"{'non-stream':>11} {'tokens':>7} {'CPU s/token':>12}")
+        for m, t_med, t_max, r, n, whole, n2, c in rows:
+            print(f"{m:<8} {t_med:>8.2f}s {t_max:>8.2f}s {r:>10.1f} {n:>7.0f} {whole:>10.2f}s {n2:>7} {c:>12.3f}")
         client.close()
     finally:
         server.stop()
