@@ -116,7 +116,7 @@ def follow_eval(eval_dir, proc, quiet: bool = False) -> int:
                 progress.feed(e)
                 line = describe_event(e)
                 eta = progress.eta_s(e.get("time")) if e.get("event") == "progress" else None
-                if line and eta is not None:
+                if line and eta is not None and eta >= 1:  # 0 at a phase's end: later phases are not known yet
                     line += f" (about {fmt_duration(eta)} left)"
                 if line and not quiet and line != last_line:
                     print(line, file=sys.stderr, flush=True)

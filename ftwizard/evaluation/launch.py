@@ -314,7 +314,7 @@ class EvalProgress:
         if n_models:
             step += f" (model {min(pos, n_models)} of {n_models})"
         eta = self.eta_s(now)
-        if eta is not None:
+        if eta is not None and eta >= 1:
             step += f", about {fmt_duration(eta)} left"
         return step
 
