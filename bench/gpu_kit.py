@@ -214,7 +214,7 @@ class Part:
 
     def __init__(self, kit: Kit, name: str):
         self.kit, self.name = kit, name
-        budget = BUDGETS[name] * (4 if kit.dry else 1)
+        budget = BUDGETS[name] * (6 if kit.dry else 1)  # a CPU is slow, and CI boxes are shared
         self.deadline = min(kit.deadline, time.monotonic() + budget)
         self.rec = {"number": PART_NUMBER[name], "status": "running", "budget_s": budget, "rows": [], "skipped": [],
                     "notes": []}
@@ -523,6 +523,10 @@ def part_train(kit: Kit) -> None:
 def part_eval_export(kit: Kit) -> None:
     with kit.part("eval_export") as p:
         run = kit.runs.get("embedded-lora")
+        done = kit.work / "runs" / "embedded-lora"
+        if run is None and (done / "status.json").exists():  # from an earlier kit run in the same --work
+            state = json.loads((done / "status.json").read_text()).get("state")
+            run = {"dir": done, "ok": state == "completed"}
         if not run or not run["ok"]:
             p.rec["skipped"].append("eval and export: the embedded-shape LoRA run did not complete")
             return
@@ -806,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
             from ftwizard.models.embedded import ensure_cached
 
             tok = ensure_cached(log=lambda *_: None)
-    budget = a.budget or (900.0 if a.cpu_dry_run else 450.0)
+    budget = a.budget or (1500.0 if a.cpu_dry_run else 450.0)
     budget -= float(os.environ.get("FTWIZARD_KIT_INSTALLED", "0") or 0)  # the install counts
     liger = Path("/tmp/ftwizard-site-liger") if not a.cpu_dry_run else None
     kit = Kit(out, a.cpu_dry_run, budget, work, Path(tok), liger)

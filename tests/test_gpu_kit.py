@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 KIT = REPO / "bench" / "gpu_kit.py"
 
 
-def _kit(tmp_path: Path, embedded_model_dir: Path, *args: str, timeout: int = 1500) -> dict:
+def _kit(tmp_path: Path, embedded_model_dir: Path, *args: str, timeout: int = 1800) -> dict:
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, str(KIT), str(out), "--cpu-dry-run", "--work", str(tmp_path / "work"),
                         "--tokenizer", str(embedded_model_dir), *args],
@@ -34,6 +34,7 @@ def _kit(tmp_path: Path, embedded_model_dir: Path, *args: str, timeout: int = 15
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2000)
 def test_cpu_dry_run_runs_every_part(tmp_path, embedded_model_dir):
     res = _kit(tmp_path, embedded_model_dir)
     parts = res["parts"]
