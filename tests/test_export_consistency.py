@@ -194,13 +194,11 @@ def test_a_broken_chat_template_is_caught(demo, f16_gguf, tmp_path):
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     _edit_gguf(f16_gguf, bad, "--chat-template", tmpl)
     checks = recheck_gguf(bad, demo / "runs" / "demo", demo / "exp-all")
-    by = {c.name.split(" ")[0]: c for c in checks}
     tc = next(c for c in checks if c.name.startswith("chat template"))
     assert not tc.ok and "other prompt bytes than training's" in tc.detail and "eval prompt 1" in tc.detail
     # the untouched file passes the same check
     good = recheck_gguf(f16_gguf, demo / "runs" / "demo", demo / "exp-all")
     assert all(c.ok for c in good), [c.detail for c in good if not c.ok]
-    assert by
 
 
 def test_a_broken_eos_token_is_caught(demo, f16_gguf, tmp_path):

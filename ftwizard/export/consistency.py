@@ -200,11 +200,14 @@ def summary_line(d: dict[str, Any]) -> str:
         (f"; {bad[0]}" if bad else "")
 
 
-def recheck_gguf(gguf: Path, run_path: Path, export_dir: Path | None = None, lora: Path | None = None,
-                 quant: str = "f16") -> list[CheckResult]:
-    """Check one GGUF file again, outside an export: the run's check prompts through its merged model
-    (export_dir/merged) as the reference, the file (and a LoRA GGUF on it) in llama.cpp. Used to judge a
-    GGUF someone edited (a template, an eos id) before serving it."""
+_RECHECK_CACHE: dict[tuple[str, str], tuple] = {}
+
+
+def _recheck_reference(run_path: Path, export_dir: Path | None):
+    """(tokenizer, prompt set, reference from export_dir/merged), computed once per run and folder."""
+    key = (str(Path(run_path).resolve()), str(export_dir))
+    if key in _RECHECK_CACHE:
+        return _RECHECK_CACHE[key]
     from transformers import AutoTokenizer
 
     from ftwizard.export import models as M
@@ -215,13 +218,24 @@ def recheck_gguf(gguf: Path, run_path: Path, export_dir: Path | None = None, lor
     export_dir = Path(export_dir) if export_dir else src.run.export_dir
     tok = AutoTokenizer.from_pretrained(str(src.artifact))
     convs, answers = src.check_prompts()
-    labels = [f"eval prompt {i + 1}" for i in range(len(convs))]
-    ps = PromptSet.build(tok, convs, labels)
+    ps = PromptSet.build(tok, convs, [f"eval prompt {i + 1}" for i in range(len(convs))])
     limit = V.limit_from_answers([len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers])
     model = M.load_merged(export_dir / "merged", "fp32")
     ref = V.run_reference(model, ps.ids, V.stop_ids(tok, model), limit,
                           tok.pad_token_id if tok.pad_token_id is not None else 0)
     del model
+    _RECHECK_CACHE[key] = (tok, ps, ref)
+    return tok, ps, ref
+
+
+def recheck_gguf(gguf: Path, run_path: Path, export_dir: Path | None = None, lora: Path | None = None,
+                 quant: str = "f16") -> list[CheckResult]:
+    """Check one GGUF file again, outside an export: the run's check prompts through its merged model
+    (export_dir/merged) as the reference, the file (and a LoRA GGUF on it) in llama.cpp. Used to judge a
+    GGUF someone edited (a template, an eos id) before serving it."""
+    from ftwizard.export import verify as V
+
+    tok, ps, ref = _recheck_reference(run_path, export_dir)
     lossless = quant in ("f16", "bf16", "f32")
     checks, _ = check_gguf_in_llamacpp(f"{Path(gguf).name} answers in llama.cpp vs the merged model", Path(gguf), ps,
                                        ref, min_top1=V.TOP1_LOSSLESS if lossless else V.TOP1_QUANT.get(quant, 0.7),

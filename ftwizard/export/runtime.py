@@ -76,7 +76,8 @@ def sdist(log=print) -> Path:
         return found[0]
     d.mkdir(parents=True, exist_ok=True)
     log(f"Downloading the {PIN} source (once)...")
-    _pip(["download", "--no-deps", "--no-binary", ":all:", "--quiet", "-d", str(d), PIN])
+    # --no-binary for this package only: its build tools (scikit-build-core, cmake) come as wheels
+    _pip(["download", "--no-deps", "--no-binary", "llama-cpp-python", "--quiet", "-d", str(d), PIN])
     found = sorted(d.glob(f"llama_cpp_python-{VERSION}.tar.gz"))
     if not found:
         raise UserError(f"pip downloaded no source archive of {PIN} into {d}")

@@ -116,13 +116,11 @@ class ExportStep(ReportsWorkerErrors, Vertical):
                 for q in QUANT_KEYS:
                     yield Checkbox(q, q == "q8_0", id=f"quant-{q}", compact=True,
                                    disabled=q in K_QUANTS and not has_runtime)
-            help_ = ("Ctrl+E exports into runs/<name>/export/. Every file is loaded back and answers the same "
-                     "prompts as the trained model; GGUF files run in llama.cpp, and a consistency report "
-                     "compares the formats' texts, chat templates and end-of-turn tokens.")
+            help_ = ("Ctrl+E exports to runs/<name>/export/. Each file answers the trained model's prompts "
+                     "(GGUF in llama.cpp); consistency.json compares them.")
             if not has_runtime:
-                help_ += (f" The llama.cpp runtime is not installed: k-quants and the GGUF LoRA need it, and GGUF "
-                          f"files are checked through transformers instead. Install it once with "
-                          f"`{runtime.INSTALL_COMMAND}` (builds llama.cpp, about 10 minutes on 2 cores).")
+                help_ += (f" No llama.cpp runtime here: k-quants and lora-gguf need `{runtime.INSTALL_COMMAND}` "
+                          "(builds it once, ~10 min).")
             yield Static(Text(help_, style="dim"), classes="form-help", id="export-help")
             yield Static(id="export-summary")
             table = DataTable(id="export-table", cursor_type="row", zebra_stripes=True)
