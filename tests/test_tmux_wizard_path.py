@@ -138,14 +138,23 @@ def test_wizard_path_from_decide_to_export_at_80x24(tmp_path, embedded_model_dir
         tmux.keys("wiz2", "e")
         _until(tmux, "wiz2", lambda s: "final" in s and "evaluating" not in s, 600, "the evaluation")
         _step_to(tmux, "wiz2", "formats")                                           # the Export step
-        time.sleep(1.0)
+        time.sleep(3.0)                  # under load the step's first focus can land after early keys
+        tmux.keys("wiz2", "C-p")
+        tmux.wait_screen("wiz2", "fine-tuned", timeout=60)
+        time.sleep(2.0)
+        tmux.keys("wiz2", "C-n")
+        tmux.wait_screen("wiz2", "formats", timeout=60)
+        time.sleep(3.0)
         # focus starts on the run; Tab order: adapter, merged, gguf, ollama -> clear the last three
-        tmux.keys("wiz2", "Tab", "Tab", "space", "Tab", "space", "Tab", "space")
+        for key in ("Tab", "Tab", "space", "Tab", "space", "Tab", "space"):
+            tmux.keys("wiz2", key)
+            time.sleep(0.5)
         tmux.keys("wiz2", "C-e")
         _until(tmux, "wiz2", lambda s: "export completed" in s or "export failed" in s, 600, "the export")
         exported = tmux.screen("wiz2")
         assert "export completed" in exported and "adapter  ok" in exported, exported
-        assert "merged  " not in exported and "gguf  " not in exported
+        manifest = json.loads((run.path / "export" / "manifest.json").read_text())
+        assert "merged" not in manifest["formats"] and "gguf" not in manifest["formats"], manifest["formats"]
         export_dir = run.path / "export"
         assert any(export_dir.rglob("adapter_model.safetensors"))
         assert not any(export_dir.rglob("*.gguf"))                                  # adapter only, as chosen
