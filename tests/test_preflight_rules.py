@@ -105,7 +105,8 @@ def test_memory_does_not_fit_with_ranked_fixes():
 
 
 def _tight():
-    return {"data": {"max_length": 2048, "packing": True}, "training": {"batch_size": 4, "gradient_accumulation": 4}}
+    # ~91 % of a T4 under the estimator's model (TRL's chunked LM head, no fp32 QLoRA upcast)
+    return {"data": {"max_length": 2560, "packing": True}, "training": {"batch_size": 5, "gradient_accumulation": 4}}
 
 
 def test_memory_checkpointing_off_when_tight():
