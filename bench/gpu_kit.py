@@ -188,7 +188,8 @@ class Kit:
         if r["nvml_peak_bytes"] is not None:
             row["nvml_peak_bytes"] = r["nvml_peak_bytes"]
         if r["rc"] != 0:
-            row["error"] = r["tail"].splitlines()[-1] if r["tail"] else f"exit {r['rc']}"
+            lines = [ln.strip() for ln in r["tail"].splitlines() if ln.strip()]
+            row["error"] = " / ".join(lines[-3:]) if lines else f"exit {r['rc']}"
         self.runs[key] = {"dir": run_dir, "config": config, "ok": r["rc"] == 0}
         return row
 
