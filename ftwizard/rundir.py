@@ -177,6 +177,9 @@ class RunDir:
         reported once, with its files, instead of followed, evaluated or exported.
         """
         st = self.status()
+        raw = self.read_status()
+        if st.get("state") == "unknown" and not (self._trainer_lock_held() or pid_alive(raw.get("pid"))):
+            st = dict(st, state="corrupt")  # no grace period for a one-shot command: nobody is writing it
         if st.get("state") == "corrupt":
             raise UserError(f"run {self.name} cannot be read: {st.get('message')}", where=str(self.path),
                             fix="look at the file named above; checkpoints/ and the adapter/ or model/ folder of a "

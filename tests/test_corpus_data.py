@@ -128,7 +128,7 @@ def row_cases() -> list[Case]:
     for fault, (data, rule) in ROW_FAULTS.items():
         setup = _file("d.jsonl", data)
         cases.append(Case(f"row-{fault}-lint", 5 if "deep" in fault else 11, ["lint", "d.jsonl", "--no-tokens", "--json"],
-                          1, rule, setup=setup, timeout=30, json="ok"))
+                          0 if fault == "crlf-and-bom" else 1, rule, setup=setup, timeout=30, json="ok"))  # a BOM: warning
         cases.append(Case(f"row-{fault}-stats", 5 if "deep" in fault else 11,
                           ["data", "stats", "d.jsonl", "--no-tokens", "--json"], 0, None, setup=setup, timeout=30))
         cases.append(Case(f"row-{fault}-fix", 5 if "deep" in fault else 11,
@@ -197,7 +197,7 @@ GSM = [
      "The difference is 28980 - 18480 = 10500.\n#### 10500"),
     ("He ran 1200 - 350 metres, then 3 * 415 more. Total?", "1200 - 350 = 850 and 3 * 415 = 1245, so 850 + 1245 = 2095.\n#### 2095"),
     ("Compute 5551234 - 1000000.", "5551234 - 1000000 = 4551234\n#### 4551234"),
-    ("A crate holds 2125550198 grains; 5 spill. How many are left?", "2125550198 - 5 = 2125550193\n#### 2125550193"),
+    ("Tom had 3 boxes of 12 eggs and broke 5. How many are whole?", "3 * 12 = 36\n36 - 5 = 31\n#### 31"),
 ]
 
 
