@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 from ftwizard.rundir import RunDir
 from ftwizard.tui.runwatch import format_duration, format_number
 from ftwizard.tui.widgets.keys_footer import KeysFooter
+from ftwizard.tui.screens.train import shown_path
 from ftwizard.tui.widgets.tables import fill_table
 from ftwizard.tui.widgets.monitor import RunMonitor
 from ftwizard.tui.workers import ReportsWorkerErrors
@@ -116,7 +117,7 @@ class RunPickerScreen(ReportsWorkerErrors, Screen):
             step = f"{r.step}/{r.max_steps}" if r.step is not None and r.max_steps else str(r.step or "-")
             age = format_duration(now - r.started_at) + " ago" if r.started_at else "-"
             rows.append(([r.name, r.state, step, format_number(r.loss), format_number(r.eval_loss), age,
-                          str(r.path.parent)], str(r.path)))
+                          shown_path(r.path.parent)], str(r.path)))
         fill_table(table, COLUMNS, rows)  # widths from the rows, at once: no race with the table's idle sizing
         self.loaded = True
         for note in notes or []:  # a run folder moved or deleted: pruned from the index, said once
