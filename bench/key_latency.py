@@ -86,6 +86,7 @@ async def run() -> dict:
             "wall_ms_median": statistics.median(r["wall_ms"] for r in rs),
             "wall_ms_max": max(r["wall_ms"] for r in rs),
             "loop_stall_ms_max": max(ls) * 1000 if ls else 0.0,
+            "worst_key": max(rs, key=lambda r: r["cpu_ms"])["key"],
         }
     return out
 
@@ -104,10 +105,10 @@ def main() -> int:
         return 0
     print(f"load average {out['load_1m']:.1f} on {out['cpus']} CPUs")
     print(f"{'phase':<20} {'keys':>4} {'CPU ms med':>10} {'CPU ms max':>10} {'wall ms med':>11} {'wall ms max':>11} "
-          f"{'loop stall max':>14}")
+          f"{'loop stall max':>14}  worst key")
     for name, p in out["phases"].items():
         print(f"{name:<20} {p['keys']:>4} {p['cpu_ms_median']:>10.0f} {p['cpu_ms_max']:>10.0f} "
-              f"{p['wall_ms_median']:>11.0f} {p['wall_ms_max']:>11.0f} {p['loop_stall_ms_max']:>14.0f}")
+              f"{p['wall_ms_median']:>11.0f} {p['wall_ms_max']:>11.0f} {p['loop_stall_ms_max']:>14.0f}  {p['worst_key']}")
     return 0
 
 

@@ -23,9 +23,20 @@ class KeysFooter(Widget):
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
+    _keys: list[tuple[str, str, bool]] | None = None
+    _cache: tuple[int, list[Text]] | None = None
+
     def _bindings_changed(self, screen) -> None:
-        if self.is_attached and screen is self.screen:
-            self.refresh(layout=True)
+        """Re-read the keys once; re-lay out the screen only when the footer's height changes (a focus change
+        on every Tab must not reflow the whole screen)."""
+        if not (self.is_attached and screen is self.screen):
+            return
+        keys = self.keys()
+        if keys == self._keys:
+            return
+        before = len(self._lines(self.content_size.width or 80))
+        self._keys, self._cache = keys, None
+        self.refresh(layout=len(self._lines(self.content_size.width or 80)) != before)
 
     def keys(self) -> list[tuple[str, str, bool]]:
         """(key as shown, description, enabled), one per action, the screen's priority keys last."""
@@ -38,9 +49,16 @@ class KeysFooter(Widget):
         ordered = [v for v in seen.values() if not v[3]] + [v for v in seen.values() if v[3]]
         return [(k, d, e) for k, d, e, _p in ordered]
 
-    def lines(self, width: int) -> list[Text]:
+    def _lines(self, width: int) -> list[Text]:
+        if self._keys is None:
+            self._keys = self.keys()
+        if self._cache is None or self._cache[0] != width:
+            self._cache = (width, self.lines(width, self._keys))
+        return self._cache[1]
+
+    def lines(self, width: int, keys: list[tuple[str, str, bool]] | None = None) -> list[Text]:
         out: list[Text] = [Text()]
-        for key, description, enabled in self.keys():
+        for key, description, enabled in (self.keys() if keys is None else keys):
             cell = Text.assemble((key, "bold reverse" if enabled else "dim reverse"), " ",
                                  (description, "" if enabled else "dim"))
             if out[-1].cell_len and out[-1].cell_len + 2 + cell.cell_len > width:
@@ -51,7 +69,7 @@ class KeysFooter(Widget):
         return out
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return max(1, len(self.lines(width)))
+        return max(1, len(self._lines(width)))
 
     def render(self) -> Text:
-        return Text("\n").join(self.lines(self.content_size.width or 80))
+        return Text("\n").join(self._lines(self.content_size.width or 80))
