@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PROBE_STEPS = 6          # micro-batches the probe trains; the first (warm-up) is not timed, the median of the rest is
+PROBE_MICRO = 12         # about this many micro-batches: whole optimizer steps of the run's own accumulation
+PROBE_MIN_STEPS = 3      # the first step (warm-up) is not timed, the median of the rest is
 CACHE_FILE = "walltime.json"
 STALE_S = 30 * 86400     # re-measure after a month (drivers, library versions change)
 
@@ -266,10 +267,14 @@ def plan_times(cfg, pilot_steps: int | None = None, report=None) -> dict[str, An
 
 # ---- the probe -----------------------------------------------------------------------------
 def probe_config(cfg, eval_file: Path | None = None):
-    """The run's config cut to a probe: PROBE_STEPS optimizer steps of one micro-batch each, one
-    evaluation at the end over `eval_file` (a few rows), no checkpoints, in a throw-away folder."""
-    upd = {"max_steps": PROBE_STEPS, "gradient_accumulation": 1, "eval_every": 0, "save_every": 0, "log_every": 1,
-           "stop_on_divergence": False}
+    """The run's config cut to a probe: a few optimizer steps (about PROBE_MICRO micro-batches, at least
+    PROBE_MIN_STEPS steps), one evaluation at the end over `eval_file` (a few rows), no checkpoints,
+    in a throw-away folder."""
+    # the run's own accumulation: an optimizer step (and its logging) per micro-batch would make a CPU probe
+    # ~1.5x slower per micro-batch than the run it prices (measured: docs/benchmarks.md)
+    accum = cfg.training.gradient_accumulation
+    steps = max(PROBE_MIN_STEPS, -(-PROBE_MICRO // accum))
+    upd = {"max_steps": steps, "eval_every": 0, "save_every": 0, "log_every": 1, "stop_on_divergence": False}
     if "report_to" in type(cfg.training).model_fields:
         upd["report_to"] = []  # a probe is not an experiment: no tracker sees it
     out = {"training": cfg.training.model_copy(update=upd), "data": cfg.data.model_copy(update={"eval": eval_file}),
@@ -321,8 +326,9 @@ def calibrate(cfg, *, timeout_s: float = 900, progress=None) -> Calibration:
             tail = run.log.read_text(errors="replace").strip().splitlines()[-3:] if run.log.exists() else []
             raise UserError("the speed probe did not finish: " + (" | ".join(tail) or f"exit code {rc}"))
         first, last = min(steps), max(steps)
-        s_per_mb = _median_step(steps)  # the median: one burst of load on a shared machine does not set the rate
-        startup = begin["time"] - t0 + steps[first]["elapsed_s"] - s_per_mb  # launch to the end of step 0
+        accum = probe.training.gradient_accumulation
+        s_per_mb = _median_step(steps) / accum  # the median: one burst of load on a shared machine does not set it
+        startup = begin["time"] - t0 + steps[first]["elapsed_s"] - s_per_mb * accum  # launch to the end of step 0
         end = next((e for e in events if e.get("event") == "train_end"), None)
         ev = next((e for e in events if e.get("kind") == "eval"), None)
         eval_s = ev["time"] - end["time"] if ev is not None and end is not None else None
