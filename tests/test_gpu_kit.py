@@ -41,7 +41,9 @@ def test_cpu_dry_run_runs_every_part(tmp_path, embedded_model_dir):
     assert res["mode"] == "cpu-dry-run"
     assert set(parts) == {"gpus", "train", "eval_export", "distributed", "throughput"}
     for name, p in parts.items():
-        assert p["status"] == "done", (name, p, res["_logs"][-3000:])
+        # throughput lists the speed-ups it could not measure (not installed here) as skipped
+        not_installed = name == "throughput" and all("not installed" in s for s in p["skipped"])
+        assert p["status"] == "done" or (p["status"] == "partial" and not_installed), (name, p, res["_logs"][-3000:])
     assert res["_rc"] == 0
 
     gpus = parts["gpus"]["rows"]
