@@ -108,3 +108,20 @@ async def test_quit_with_an_active_run_shows_at_once_with_the_absolute_path(runs
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_leaving_the_wizard_ends_the_speed_probe_and_its_trainer(cwd_tmp):
+    """The probe (`python -m ftwizard.hardware.walltime`) starts a trainer of its own; quitting the wizard
+    while it measures must end both, not leave a training process behind (seen: orphaned probes)."""
+    import psutil
+
+    app = app_for_tests(runs_dir=cwd_tmp / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        step = await go_to(pilot, "Train")
+        await wait_for(pilot, lambda: getattr(step, "_measure_proc", None) is not None, timeout=120)
+        probe = psutil.Process(step._measure_proc.pid)
+        await wait_for(pilot, lambda: any("ftwizard.training.worker" in " ".join(c.cmdline())
+                                          for c in probe.children(recursive=True)), timeout=120)
+        family = [probe, *probe.children(recursive=True)]
+    _gone, alive = psutil.wait_procs(family, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]

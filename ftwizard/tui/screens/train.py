@@ -94,6 +94,18 @@ def shown_text(text: str) -> str:
 SEVERITY_MARK = {"error": ("x", "bold red"), "warning": ("!", "yellow"), "info": ("-", "dim")}
 
 
+
+def _kill_group(proc) -> None:
+    """End a speed probe and the trainer it started (same process group); harmless if already gone."""
+    import os
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+
 class TrainStep(ReportsWorkerErrors, Vertical):
     TITLE = "Train"
     BINDINGS = [
@@ -175,9 +187,13 @@ class TrainStep(ReportsWorkerErrors, Vertical):
             except OSError:
                 pass
             absolute.save(path)
+            # its own process group: the probe's trainer is a grandchild, and leaving the step must end both
             proc = subprocess.Popen([sys.executable, "-m", "ftwizard.hardware.walltime", str(path)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                    start_new_session=True)
             self._measure_proc = proc
+            if getattr(self, "_gone", False):  # the step went away while the probe was starting
+                _kill_group(proc)
             _out, err = proc.communicate()
         self.measuring = False
         if proc.returncode != 0:
@@ -188,9 +204,10 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         self.app.call_from_thread(self._count)
 
     def on_unmount(self) -> None:
+        self._gone = True
         proc = getattr(self, "_measure_proc", None)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        if proc is not None:
+            _kill_group(proc)
 
     def config_hash(self) -> str:
         from ftwizard.preflight.gate import config_hash
