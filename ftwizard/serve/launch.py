@@ -116,11 +116,11 @@ def start_server(target: ServeTarget, *, host: str = "127.0.0.1", port: int = 0,
     cmd = [sys.executable, "-m", "ftwizard.serve.worker", "--target", target.to_json(), "--host", host,
            "--port", str(port), "--ready-file", str(ready)]
     log_path = None
+    cmd.append("--exit-with-parent")  # a server whose `ftwizard serve`, chat or wizard died is unreachable: end it too
     if foreground:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
     else:
         log_path = Path(tmp) / "server.log"
-        cmd.append("--exit-with-parent")
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True, close_fds=True)
