@@ -154,6 +154,8 @@ class ExportStep(ReportsWorkerErrors, Vertical):
             self.show_manifest(read_manifest(Path(event.value) / "export"))
 
     def show_manifest(self, m: dict | None) -> None:
+        if not self.is_mounted or not self.query("#export-table"):
+            return  # the step went away while its export worker was still reporting
         table = self.query_one("#export-table", DataTable)
         table.clear()
         summary = self.query_one("#export-summary", Static)
