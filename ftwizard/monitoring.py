@@ -109,7 +109,9 @@ def describe_event(e: dict[str, Any], max_steps: int | None = None) -> str | Non
     kind = e.get("kind")
     if kind == "train":
         total = f"/{max_steps}" if max_steps else ""
-        parts = [f"step {e.get('step')}{total}", f"epoch {e.get('epoch', 0):.2f}", f"loss {e.get('loss', float('nan')):.4f}"]
+        # a non-finite loss is written as null: it must print as nan, not crash the follower
+        loss = e.get("loss") if e.get("loss") is not None else float("nan")
+        parts = [f"step {e.get('step')}{total}", f"epoch {e.get('epoch') or 0:.2f}", f"loss {loss:.4f}"]
         if e.get("learning_rate") is not None:
             parts.append(f"lr {e['learning_rate']:.2e}")
         if e.get("grad_norm") is not None:
