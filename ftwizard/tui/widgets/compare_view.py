@@ -77,7 +77,10 @@ def render_overlay(cmp: dict[str, Any], width: int, height: int) -> Text:
         f.ruler("y").lim(ylo, yhi)
     yt = loss_ticks(ylo, yhi, height)
     f.ruler("y").ticks([math.log10(v) for v in yt], [format_loss(v) for v in yt])
-    return Text.from_ansi(f.build().string(), no_wrap=True)
+    try:
+        return Text.from_ansi(f.build().string(), no_wrap=True)
+    finally:
+        plotext.terminal.limit()  # plotext's state is global: give other plots (the loss plot) their default back
 
 
 def legend(cmp: dict[str, Any]) -> Text:
