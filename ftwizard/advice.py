@@ -67,6 +67,7 @@ TASK_LABELS: dict[str, str] = {
     "style": "Style or tone",
     "domain": "Domain expertise",
     "code": "Code generation",
+    "math": "Math / reasoning (final answer)",
     "other": "Something else",
 }
 
