@@ -38,7 +38,7 @@ def _log(ys: list[float]) -> list[float]:
 
 def render_overlay(cmp: dict[str, Any], width: int, height: int) -> Text:
     """Every run's train loss (line) and eval loss (points) on one log-scale plot."""
-    from ftwizard.tui.widgets.loss_plot import format_loss, loss_ticks, step_ticks
+    from ftwizard.tui.widgets.loss_plot import set_axes
 
     series = []
     for i, r in enumerate(cmp["runs"]):
@@ -62,21 +62,7 @@ def render_overlay(cmp: dict[str, Any], width: int, height: int) -> Text:
     for kind, col, xs, ys in series:
         sig = f.signal(xs, ys, marker=plotext.marker("hd" if kind == "curve" else "x", pixel=col))
         f.draw(sig.lines() if kind == "curve" else sig)
-    allx = [x for s in series for x in s[2]]
-    ally = [y for s in series for y in s[3]]
-    lo, hi = min(allx), max(allx)
-    if hi - lo < 1:
-        lo, hi = max(0, lo - 1), hi + 1
-        f.ruler("x").lim(lo, hi)
-    ticks = step_ticks(lo, hi, width)
-    if ticks:
-        f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
-    ylo, yhi = min(ally), max(ally)
-    if yhi - ylo < 1e-6:
-        ylo, yhi = ylo - 0.05, yhi + 0.05
-        f.ruler("y").lim(ylo, yhi)
-    yt = loss_ticks(ylo, yhi, height)
-    f.ruler("y").ticks([math.log10(v) for v in yt], [format_loss(v) for v in yt])
+    set_axes(f, [x for s in series for x in s[2]], [y for s in series for y in s[3]], width, height)
     try:
         return Text.from_ansi(f.build().string(), no_wrap=True)
     finally:

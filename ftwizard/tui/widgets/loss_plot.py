@@ -34,7 +34,12 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
         f.draw(f.signal(train[0], train[1], marker=plotext.marker("hd", pixel=TRAIN_COLOUR)).lines())
     if evals[0]:
         f.draw(f.signal(evals[0], evals[1], marker=plotext.marker("hd", pixel=EVAL_COLOUR)).lines())
-    xs = train[0] + evals[0]
+    set_axes(f, train[0] + evals[0], train[1] + evals[1], width, height)
+    return Text.from_ansi(f.build().string(), no_wrap=True)
+
+
+def set_axes(f, xs: list, log_ys: list, width: int, height: int) -> None:
+    """Whole-step x ticks and y ticks in loss values (the plot holds log10 loss); shared by the compare view."""
     lo, hi = min(xs), max(xs)
     if hi - lo < 1:  # one point (or one step): a range around it, not plotext's fractional ticks
         lo, hi = max(0, lo - 1), hi + 1
@@ -42,14 +47,12 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
     ticks = step_ticks(lo, hi, width)
     if ticks:
         f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
-    ys = train[1] + evals[1]
-    ylo, yhi = min(ys), max(ys)
+    ylo, yhi = min(log_ys), max(log_ys)
     if yhi - ylo < 1e-6:
         ylo, yhi = ylo - 0.05, yhi + 0.05
         f.ruler("y").lim(ylo, yhi)
     yt = loss_ticks(ylo, yhi, height)
     f.ruler("y").ticks([math.log10(v) for v in yt], [format_loss(v) for v in yt])
-    return Text.from_ansi(f.build().string(), no_wrap=True)
 
 
 def format_loss(v: float) -> str:
