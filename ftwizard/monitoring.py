@@ -235,6 +235,8 @@ def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = 
                 if st.get("state") in FINAL_STATES or not follow:
                     if follow:
                         drain()
+                    if proc is not None and follow:
+                        _wait_for_exit(proc)
                     printer.close()
                     return _final(run, st, json_lines, out, follow)
                 time.sleep(POLL_S)
@@ -253,6 +255,17 @@ def follow_run(run: RunDir, proc=None, json_lines: bool = False, follow: bool = 
                 printer.line("stopping gracefully (saving a checkpoint); Ctrl-C again leaves it running")
     finally:
         printer.close()
+
+
+def _wait_for_exit(proc, timeout: float = 120.0) -> None:
+    """A foreground run returns only when its trainer has exited: the final state is written before the
+    process's own exit work (experiment trackers flush and close their runs at exit), and a caller that
+    reads a tracker's files right after `ftwizard train` must find them complete (seen: an MLflow run still
+    RUNNING and an empty wandb history under load)."""
+    try:
+        proc.wait(timeout=timeout)
+    except Exception:  # noqa: BLE001 - a trainer stuck in its exit work must not hang the command
+        pass
 
 
 def _final(run: RunDir, st: dict[str, Any], json_lines: bool, out, follow: bool) -> int:
