@@ -27,6 +27,13 @@ os.environ["FTWIZARD_STATE_DIR"] = _tempfile.mkdtemp(prefix="ftwizard-test-state
 os.environ["FTWIZARD_WALLTIME_CACHE"] = os.path.join(os.environ["FTWIZARD_STATE_DIR"], "walltime.json")
 
 
+@pytest.fixture(autouse=True)
+def _own_run_index(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty run index: runs registered by earlier tests (their folders still on
+    disk) would otherwise show up in pickers and `runs` listings (seen: a picker with 2 runs listing 30)."""
+    monkeypatch.setenv("FTWIZARD_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
     """The safetensors folder of the embedded model (converted on first use)."""

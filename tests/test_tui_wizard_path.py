@@ -110,10 +110,13 @@ async def test_quit_with_an_active_run_shows_at_once_with_the_absolute_path(runs
         proc.wait()
 
 
-async def test_leaving_the_wizard_ends_the_speed_probe_and_its_trainer(cwd_tmp):
+async def test_leaving_the_wizard_ends_the_speed_probe_and_its_trainer(cwd_tmp, monkeypatch):
     """The probe (`python -m ftwizard.hardware.walltime`) starts a trainer of its own; quitting the wizard
     while it measures must end both, not leave a training process behind (seen: orphaned probes)."""
     import psutil
+
+    # an empty speed cache of its own: with the session's (calibrated by an earlier test) no probe starts
+    monkeypatch.setenv("FTWIZARD_WALLTIME_CACHE", str(cwd_tmp / "walltime.json"))
 
     app = app_for_tests(runs_dir=cwd_tmp / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
