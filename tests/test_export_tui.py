@@ -62,6 +62,13 @@ async def test_export_step_shows_runs_manifest_and_refuses_overwrite(cwd_tmp):
         details = step.query_one("#export-details", Static)
         assert "THE-END-OF-THE-REASON" in text_of(details)
         assert details.size.width <= 120 and details.size.height >= 3
+        # every check box shows its state as a glyph, not by colour alone (NO_COLOR, monochrome themes)
+        from textual.widgets import Checkbox
+
+        boxes = list(step.query(Checkbox))
+        assert len(boxes) >= 6 and {b.value for b in boxes} == {True, False}
+        for box in boxes:
+            assert box.render().plain[1] == ("X" if box.value else " "), (box.id, box.value)
         await pilot.press("ctrl+e")
         await pilot.pause()
         assert "never overwritten" in text_of(step.query_one("#export-summary", Static))

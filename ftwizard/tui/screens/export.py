@@ -23,6 +23,7 @@ from textual.widgets import Checkbox, DataTable, Label, Log, Select, Static
 from ftwizard.errors import UserError
 from ftwizard.export.launch import ExportRequest, outcome, start
 from ftwizard.export.manifest import read_manifest
+from ftwizard.tui.widgets.checkbox import GlyphCheckbox
 from ftwizard.tui.workers import ReportsWorkerErrors
 
 FORMAT_KEYS = ("adapter", "merged", "gguf", "ollama", "lora-gguf")
@@ -105,16 +106,16 @@ class ExportStep(ReportsWorkerErrors, Vertical):
             with Horizontal(classes="form-row"):
                 yield Label("formats", classes="field-name")
                 for key in FORMAT_KEYS:
-                    yield Checkbox(key, key in DEFAULT_ON, id=f"fmt-{key}", compact=True,
+                    yield GlyphCheckbox(key, key in DEFAULT_ON, id=f"fmt-{key}", compact=True,
                                    disabled=key == "lora-gguf" and not has_runtime)
             with Horizontal(classes="form-row"):
                 yield Label("merged dtype", classes="field-name")
                 yield Select(DTYPES, value="auto", id="export-dtype", allow_blank=False, compact=True)
-                yield Checkbox("replace existing", False, id="export-force", compact=True)
+                yield GlyphCheckbox("replace existing", False, id="export-force", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("GGUF quant", classes="field-name")
                 for q in QUANT_KEYS:
-                    yield Checkbox(q, q == "q8_0", id=f"quant-{q}", compact=True,
+                    yield GlyphCheckbox(q, q == "q8_0", id=f"quant-{q}", compact=True,
                                    disabled=q in K_QUANTS and not has_runtime)
             help_ = ("Ctrl+E exports to runs/<name>/export/. Each file answers the trained model's prompts "
                      "(GGUF in llama.cpp); consistency.json compares them.")
