@@ -39,6 +39,32 @@ def write_history(run: RunDir, steps: int, *, eval_every: int = 10, state: str =
     run.write_status(state=state, pid=pid, started_at=time.time() - 60, step=steps, max_steps=steps)
 
 
+def write_preference_history(run: RunDir, steps: int, *, eval_every: int = 10, kto: bool = False,
+                             state: str = "completed") -> None:
+    """A finished DPO (or KTO) run: the loss falls from ln 2 while the margin and the preference accuracy rise,
+    as TRL logs them (train events carry rewards_*; eval events the same with an eval_ prefix)."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    w = EventWriter(run.events)
+    w.write("system", event="train_begin", step=0, max_steps=steps)
+    for s in range(1, steps + 1):
+        w.write("train", **train_fields(s, steps), **reward_fields(s, steps, kto=kto))
+        if eval_every and s % eval_every == 0:
+            ev = {"eval_" + k: v * 0.8 for k, v in reward_fields(s, steps, kto=kto).items()}
+            w.write("eval", step=s, epoch=s / 10, eval_loss=0.69 * math.exp(-s / steps) + 0.1, **ev)
+    w.close()
+    run.log.write_text("loading model\n" + "".join(f"step {s}\n" for s in range(1, steps + 1)))
+    run.write_status(state=state, pid=None, started_at=time.time() - 60, step=steps, max_steps=steps)
+
+
+def reward_fields(s: int, steps: int, kto: bool = False) -> dict:
+    f = s / steps
+    out = dict(rewards_chosen=round(0.8 * f, 4), rewards_rejected=round(-1.2 * f, 4), rewards_margins=round(2.0 * f, 4),
+               rewards_accuracies=round(min(1.0, 0.5 + 0.45 * f + 0.05 * math.sin(s)), 4))
+    if kto:
+        out["kl"] = round(0.05 + 0.1 * f, 4)
+    return out
+
+
 def train_fields(s: int, steps: int) -> dict:
     return dict(step=s, epoch=round(s / 10, 4), loss=2.5 * math.exp(-s / (steps / 3)) + 0.5,
                 learning_rate=2e-4 * (1 - s / steps), grad_norm=1.0 / (1 + s / 50), tokens_per_second=1500.0,

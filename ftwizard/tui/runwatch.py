@@ -21,6 +21,15 @@ from ftwizard.rundir import ACTIVE_STATES, EventReader, RunDir
 
 READ_CHUNK = 1 << 20  # bytes of events.jsonl parsed per read; bounds memory on huge files
 LOG_TAIL_BYTES = 16_384
+# A preference run's own metrics (DPO, ORPO, KTO through TRL): train events carry these, eval events the same
+# with an eval_ prefix. TRL names them "rewards/chosen"; the run folder writes "rewards_chosen" (either is read).
+REWARD_KEYS = ("rewards_chosen", "rewards_rejected", "rewards_margins", "rewards_accuracies", "kl")
+REWARD_CAPACITY = 512  # points kept per reward series (they are drawn small: a sparkline or a second plot)
+
+
+def reward_key(key: str) -> str:
+    """"rewards/chosen" or "eval_rewards/margins" as the run folder spells it: "rewards_chosen"."""
+    return key.replace("/", "_")
 
 
 class ChunkedEventReader(EventReader):
@@ -116,6 +125,8 @@ class RunWatch:
     events_read: int = 0
     nan_step: int | None = None
     divergence: dict | None = None  # the trainer's "divergence" system event (ftwizard.monitoring)
+    rewards: dict = field(default_factory=dict)  # REWARD_KEYS name -> DecimatingSeries (train events)
+    eval_rewards: dict = field(default_factory=dict)  # the same names, from eval events (eval_ prefix dropped)
     _tps: deque = field(default_factory=lambda: deque(maxlen=200))
     _train_at_eval: list[tuple[float, float]] = field(default_factory=list)  # (eval_loss, train loss then)
     _log_size: int = -1
@@ -166,8 +177,12 @@ class RunWatch:
             tps = _num(e.get("tokens_per_second"))
             if tps is not None and tps > 0:
                 self._tps.append(tps)
+            if step is not None:
+                self._rewards(self.rewards, e, step, "")
         elif kind == "eval":
             self.latest_eval = e
+            if step is not None:
+                self._rewards(self.eval_rewards, e, step, "eval_")
             ev = _num(e.get("eval_loss"))
             if ev is not None and step is not None and math.isfinite(ev) and ev > 0:
                 self.evals.append(step, math.log10(ev))
@@ -180,6 +195,29 @@ class RunWatch:
                 self.nan_step = int(step)
             if e.get("event") == "divergence":
                 self.divergence = e
+
+    @staticmethod
+    def _rewards(into: dict, e: dict[str, Any], step: float, prefix: str) -> None:
+        for key, value in e.items():
+            name = reward_key(key)
+            if not name.startswith(prefix) or name[len(prefix):] not in REWARD_KEYS:
+                continue
+            v = _num(value)
+            if v is None or not math.isfinite(v):
+                continue
+            name = name[len(prefix):]
+            if name not in into:
+                into[name] = DecimatingSeries(REWARD_CAPACITY)
+            into[name].append(step, v)
+
+    @property
+    def preference(self) -> bool:
+        """A preference run (DPO, ORPO, KTO): its events carry reward metrics."""
+        return bool(self.rewards or self.eval_rewards)
+
+    def latest_reward(self, name: str, evals: bool = False) -> float | None:
+        series = (self.eval_rewards if evals else self.rewards).get(name)
+        return series.last[1] if series is not None and series.last is not None else None
 
     def _read_log(self) -> bool:
         try:

@@ -118,3 +118,73 @@ class LossPlot(Widget):
             self._cache = ((w, h), render_loss_plot(self._train, self._eval, w, h))
             self.last_build_ms = (time.perf_counter() - t) * 1000
         return self._cache[1]
+
+
+# ---- a preference run's rewards (DPO, ORPO, KTO): the second plot of the monitor ------------------------------
+# (event name, label, plotext colour, Rich colour). Rewards are log-ratios against the reference model, so they
+# sit around 0 and go negative: a linear axis, not the loss plot's log one.
+REWARD_SERIES = [("rewards_chosen", "chosen", "green", "green"), ("rewards_rejected", "rejected", "red", "red"),
+                 ("rewards_margins", "margin", "cyan", "cyan")]
+
+
+def render_reward_plot(series: list[tuple[str, list, list]], width: int, height: int) -> Text:
+    """Lines of (plotext colour, steps, values) on a linear y axis, whole-step x ticks."""
+    import plotext
+
+    f = plotext.figure
+    f.clear()
+    f.theme("colorless")
+    f.plot_size(width, height)
+    f.legend(active=False)
+    xs_all: list = []
+    ys_all: list = []
+    for colour, xs, ys in series:
+        if xs:
+            f.draw(f.signal(xs, ys, marker=plotext.marker("hd", pixel=colour)).lines())
+            xs_all += xs
+            ys_all += ys
+    lo, hi = min(xs_all), max(xs_all)
+    if hi - lo < 1:
+        lo, hi = max(0, lo - 1), hi + 1
+        f.ruler("x").lim(lo, hi)
+    ticks = step_ticks(lo, hi, width)
+    if ticks:
+        f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
+    ylo, yhi = min(ys_all), max(ys_all)
+    if yhi - ylo < 1e-6:
+        f.ruler("y").lim(ylo - 0.05, yhi + 0.05)
+    return Text.from_ansi(f.build().string(), no_wrap=True)
+
+
+class RewardPlot(Widget):
+    """Rewards of the chosen and rejected answers and their margin over steps (the monitor's `p` key)."""
+
+    DEFAULT_CSS = """
+    RewardPlot { width: 1fr; height: 1fr; min-height: 6; border: round $primary 50%; border-title-color: $text; }
+    """
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self.border_title = "rewards: " + " ".join(f"[{rich}]{label}[/]" for _k, label, _c, rich in REWARD_SERIES)
+        self._series: list[tuple[str, list, list]] = []
+        self._cache: tuple[tuple[int, int], Text] | None = None
+
+    @property
+    def max_points(self) -> int:
+        return max(16, 2 * self.content_size.width)
+
+    def set_series(self, series: dict[str, tuple[list, list]]) -> None:
+        """`series`: event name (REWARD_SERIES) -> (steps, values)."""
+        self._series = [(colour, *series[key]) for key, _l, colour, _r in REWARD_SERIES if key in series]
+        self._cache = None
+        self.refresh()
+
+    def render(self) -> Text:
+        w, h = self.content_size.width, self.content_size.height
+        if not any(xs for _c, xs, _y in self._series):
+            return Text("no rewards logged yet (a preference run logs them each step)", style="dim")
+        if w < 20 or h < 5:
+            return Text("(too small to plot)", style="dim")
+        if self._cache is None or self._cache[0] != (w, h):
+            self._cache = ((w, h), render_reward_plot(self._series, w, h))
+        return self._cache[1]

@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 
 from ftwizard.rundir import RunDir
 from ftwizard.tui.runwatch import RunWatch, format_duration, format_number
-from ftwizard.tui.widgets.loss_plot import LossPlot
+from ftwizard.tui.widgets.loss_plot import REWARD_SERIES, LossPlot, RewardPlot
 from ftwizard.tui.workers import ReportsWorkerErrors
 
 STATE_STYLES = {
@@ -37,6 +37,23 @@ REDRAW_EVERY_S = 0.5
 POLL_EVERY_S = 0.25
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 10, lo: float | None = None, hi: float | None = None) -> str:
+    """The last `width` values as block characters, scaled to [lo, hi] (their own range when not given)."""
+    vals = values[-width:]
+    if not vals:
+        return ""
+    lo = min(vals) if lo is None else lo
+    hi = max(vals) if hi is None else hi
+    span = hi - lo
+    if span <= 0:
+        return SPARKS[len(SPARKS) // 2] * len(vals)
+    return "".join(SPARKS[max(0, min(len(SPARKS) - 1, int((v - lo) / span * (len(SPARKS) - 1) + 0.5)))]
+                   for v in vals)
+
+
 def progress_bar(fraction: float | None, width: int) -> Text:
     if fraction is None:
         return Text("·" * width, style="dim")
@@ -45,7 +62,7 @@ def progress_bar(fraction: float | None, width: int) -> Text:
 
 
 class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
-    """Follows one run folder. Keys: s stop, r resume, l log."""
+    """Follows one run folder. Keys: s stop, r resume, l log, p rewards plot (preference runs)."""
 
     DEFAULT_CSS = """
     RunMonitor { height: 1fr; }
@@ -56,12 +73,16 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
     RunMonitor #mon-log { height: 6; padding: 0 1; border: round $primary 30%; color: $text-muted;
                           text-wrap: nowrap; text-overflow: ellipsis; }
     RunMonitor.-no-log #mon-log { display: none; }
+    RunMonitor #mon-rewards { display: none; }
+    RunMonitor.-rewards #mon-rewards { display: block; }
+    RunMonitor.-rewards #mon-plot { display: none; }
     """
 
     BINDINGS = [
         Binding("s", "stop_run", "Stop"),
         Binding("r", "resume_run", "Resume"),
         Binding("l", "toggle_log", "Log"),
+        Binding("p", "toggle_plot", "Rewards"),
     ]
 
     class StateChanged(Message):
@@ -82,6 +103,7 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         self._lock = threading.Lock()
         self._dirty = True
         self._last_state: str | None = None
+        self._preference = False  # the run logs rewards (DPO, ORPO, KTO): offers the rewards plot (p)
         self.redraws = 0
         self.last_redraw_ms = 0.0
         self.proc = None  # the Popen when this app started or resumed the trainer (reaped here)
@@ -93,6 +115,7 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         yield Static(id="mon-head")
         with Horizontal(id="mon-body"):
             yield LossPlot(id="mon-plot")
+            yield RewardPlot(id="mon-rewards")
             yield Static(id="mon-metrics")
         yield Static(id="mon-warnings")
         yield Static(id="mon-log")
@@ -174,6 +197,9 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
             w = self.watch
             train = w.train.points(plot.max_points)
             evals = w.evals.points(plot.max_points)
+            preference = w.preference
+            rewards = ({key: w.rewards[key].points(plot.max_points) for key, *_r in REWARD_SERIES
+                        if key in w.rewards} if preference and self.has_class("-rewards") else None)
             state = w.state
             head = self._head(w)
             metrics = self._metrics(w)
@@ -182,6 +208,13 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         finally:
             self._lock.release()
         plot.set_series(train, evals)
+        if rewards is not None:
+            reward_plot = self.query_one(RewardPlot)
+            reward_plot.set_series(rewards)
+            reward_plot.border_subtitle = self._eval_rewards_line()
+        if preference != self._preference:
+            self._preference = preference
+            self.refresh_bindings()
         self.query_one("#mon-head", Static).update(head)
         self.query_one("#mon-metrics", Static).update(metrics)
         warn = self.query_one("#mon-warnings", Static)
@@ -233,6 +266,35 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         line1.no_wrap = line2.no_wrap = True
         return Text("\n").join([line1, line2])
 
+    def _eval_rewards_line(self) -> str:
+        """The latest eval margin and accuracy, under the rewards plot (held-out pairs)."""
+        w = self.watch
+        margin, acc = w.latest_reward("rewards_margins", evals=True), w.latest_reward("rewards_accuracies", evals=True)
+        parts = []
+        if margin is not None:
+            parts.append(f"margin {format_number(margin)}")
+        if acc is not None:
+            parts.append(f"accuracy {acc * 100:.0f}%")
+        return ("eval: " + ", ".join(parts)) if parts else ""
+
+    def _reward_rows(self, t: Table, w: RunWatch) -> None:
+        """A preference run's own numbers: the margin and the preference accuracy with their recent trend
+        (a sparkline of the last logged steps), the chosen and rejected rewards, and KTO's KL estimate."""
+        margins = w.rewards.get("rewards_margins")
+        if margins is not None:
+            ys = margins.points()[1]
+            t.add_row("margin", Text.assemble((sparkline(ys, 8), "cyan"), " ", format_number(ys[-1])))
+        accs = w.rewards.get("rewards_accuracies")
+        if accs is not None:
+            ys = accs.points()[1]
+            t.add_row("accuracy", Text.assemble((sparkline(ys, 8, 0.0, 1.0), "green"), f" {ys[-1] * 100:3.0f}%"))
+        chosen, rejected = w.latest_reward("rewards_chosen"), w.latest_reward("rewards_rejected")
+        if chosen is not None or rejected is not None:
+            t.add_row("chosen/rej", f"{format_number(chosen)} / {format_number(rejected)}")
+        kl = w.latest_reward("kl")
+        if kl is not None:
+            t.add_row("kl", format_number(kl))
+
     def _metrics(self, w: RunWatch) -> Table:
         t = Table.grid(padding=(0, 1))
         t.add_column(style="dim")
@@ -240,6 +302,9 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         latest = w.latest
         t.add_row("loss", format_number(latest.get("loss")))
         t.add_row("eval loss", format_number(w.latest_eval.get("eval_loss")))
+        preference = w.preference
+        if preference:
+            self._reward_rows(t, w)
         t.add_row("lr", format_number(latest.get("learning_rate"), "lr"))
         t.add_row("grad norm", format_number(latest.get("grad_norm")))
         t.add_row("tokens/s", format_number(w.tokens_per_second, "int"))
@@ -252,10 +317,11 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
                 t.add_row(f"gpu{g['index']} mem", progress_bar(used / total, 10) + Text(f" {used:.0f}/{total:.0f}"))
                 if g.get("utilization") is not None:
                     t.add_row(f"gpu{g['index']} util", f"{g['utilization']} %")
-        elif isinstance(mem, (int, float)) and mem > 0:
+        elif isinstance(mem, (int, float)) and mem > 0 and not preference:  # 80x24: the rewards need the rows
             total = self.ram_total_gb()
             t.add_row("", progress_bar(min(1.0, mem / total), 10) + Text(f" of {total:.0f}", style="dim"))
-        t.add_row("events", format_number(w.events_read, "int"))
+        if not preference:
+            t.add_row("events", format_number(w.events_read, "int"))
         return t
 
     # ---- actions -----------------------------------------------------------------
@@ -267,10 +333,17 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
             return self.watch.active
         if action == "resume_run":
             return self.watch.state in self.RESUMABLE
+        if action == "toggle_plot":
+            return self._preference
         return True
 
     def action_toggle_log(self) -> None:
         self.toggle_class("-no-log")
+        self._dirty = True
+
+    def action_toggle_plot(self) -> None:
+        """Loss plot <-> the rewards plot (chosen, rejected, margin) of a preference run."""
+        self.toggle_class("-rewards")
         self._dirty = True
 
     def action_stop_run(self) -> None:
