@@ -16,14 +16,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftwizard.errors import UserError
 
 EMBEDDED = "embedded"
 Method = Literal["full", "lora", "qlora"]
-DataFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text"]
+DataFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "kto"]
 TaskType = Literal["classification", "extraction", "style", "domain", "code", "math", "other"]
+Objective = Literal["sft", "dpo", "orpo", "kto"]
+PREFERENCE_OBJECTIVES = ("dpo", "orpo", "kto")
+# The loss types TRL 1.16's DPOConfig accepts (trl/trainer/dpo_config.py), less 'sft' (that is training.objective: sft)
+DpoLossType = Literal["sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
+                      "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm"]
+
+# Default learning rates per objective and method (docs/preference.md has the sources): preference
+# objectives train an order of magnitude below SFT. DPO: Zephyr (Tunstall et al. 2023) full 5e-7, the
+# alignment-handbook's QLoRA recipe and TRL's docs 5e-6 with LoRA; ORPO: its paper (Hong et al. 2024) 8e-6 with
+# full fine-tuning, and the same with LoRA is the alignment-handbook's ORPO choice; KTO: its paper and TRL's
+# docs 5e-7..5e-6 (full 5e-7, LoRA 5e-6).
+PREFERENCE_LR = {
+    ("dpo", "full"): 5e-7, ("dpo", "lora"): 5e-6, ("dpo", "qlora"): 5e-6,
+    ("orpo", "full"): 8e-6, ("orpo", "lora"): 8e-6, ("orpo", "qlora"): 8e-6,
+    ("kto", "full"): 5e-7, ("kto", "lora"): 5e-6, ("kto", "qlora"): 5e-6,
+}
+SFT_LR = 2e-4  # guidance: LoRA 1e-4 to 2e-4 (the field's default, for every method as before)
 
 
 class _Section(BaseModel):
@@ -42,7 +59,9 @@ class ModelSection(_Section):
 class DataSection(_Section):
     train: Path = Field(..., description="Training file: JSONL, JSON, CSV or Parquet.")
     eval: Path | None = Field(None, description="Held-out file, never trained on (10-20 % of the data; guidance).")
-    format: DataFormat = Field("auto", description="Row format: auto, messages, sharegpt, alpaca, prompt_completion, text.")
+    format: DataFormat = Field("auto", description="Row format: auto, messages, sharegpt, alpaca, prompt_completion, text; "
+                               "preference (prompt/chosen/rejected) and kto (prompt/completion/label) for the "
+                               "preference objectives.")
     max_length: int = Field(512, ge=16, le=131072, description="Tokens per example after the chat template; longer rows are truncated.")
     packing: bool = Field(False, description="Pack short examples into full-length sequences (faster on short data).")
     padding_free: bool = Field(True, description="Join each micro-batch into one row without padding; examples still never see each other (same loss, less compute).")
@@ -62,7 +81,13 @@ class LoraSection(_Section):
 
 
 class TrainingSection(_Section):
-    learning_rate: float = Field(2e-4, gt=0, lt=1, description="LoRA 1e-4 to 2e-4; full fine-tuning ~1e-5 to 2e-5 (guidance).")
+    objective: Objective = Field("sft", description="What the run optimises: sft (imitate the answers), dpo (prefer "
+                                 "chosen over rejected, against a frozen reference), orpo (SFT + an odds-ratio "
+                                 "preference term, no reference), kto (single answers labelled good or bad). "
+                                 "Preference objectives need preference data; see docs/preference.md.")
+    learning_rate: float = Field(SFT_LR, gt=0, lt=1, description="SFT: LoRA 1e-4 to 2e-4, full ~1e-5 to 2e-5 (guidance). "
+                                 "DPO/KTO/ORPO train ~10-100x lower (LoRA ~5e-6, full ~5e-7); left out, the default "
+                                 "follows training.objective and model.method.")
     epochs: float = Field(3.0, gt=0, le=100, description="Passes over the data; 1-3, more usually memorises (guidance).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(2, ge=1, le=4096, description="Micro-batch per device.")
@@ -90,6 +115,28 @@ class TrainingSection(_Section):
     tracking_mode: Literal["offline", "online"] = Field(
         "offline", description="offline: trackers write only under runs/NAME/tracking/ (no network); online: to the "
         "tracker's server as its own settings say (wandb login, MLFLOW_TRACKING_URI, TRACKIO_SPACE_ID).")
+
+
+class PreferenceSection(_Section):
+    """The preference objectives' own settings (training.objective dpo, orpo or kto); SFT ignores them."""
+
+    beta: float = Field(0.1, gt=0, le=10, description="DPO/KTO: how far the model may move from the reference "
+                        "(higher stays closer; 0.1 is TRL's and the papers' default, 0.01-0.5 usual). ORPO: the "
+                        "weight lambda of the odds-ratio term (0.1 in the ORPO paper).")
+    loss_type: DpoLossType = Field("sigmoid", description="DPO only: sigmoid (the DPO paper), ipo (beta is IPO's tau), "
+                                   "hinge, robust (with label_smoothing), and TRL's other variants.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="DPO only, for loss_type robust (or exo_pair): "
+                                   "the assumed share of flipped preference labels, 0.1 typical for robust DPO; 0: off.")
+    desirable_weight: float = Field(1.0, gt=0, le=100, description="KTO only: weight of the desirable (good) "
+                                    "examples; set so desirable_weight x n_good / (undesirable_weight x n_bad) is "
+                                    "1 to 4/3 (KTO paper).")
+    undesirable_weight: float = Field(1.0, gt=0, le=100, description="KTO only: weight of the undesirable (bad) "
+                                      "examples.")
+    reference: Literal["auto", "precomputed"] = Field(
+        "auto", description="DPO/KTO's frozen reference (ORPO has none). auto: with LoRA/QLoRA the base with the "
+        "adapter switched off (no second copy); with full fine-tuning a frozen copy of the starting weights. "
+        "precomputed: the reference's log-probs are computed once before training, so full fine-tuning holds no copy "
+        "(one extra pass over the data).")
 
 
 NotifyEvent = Literal["completed", "failed", "divergence", "stopped"]
@@ -143,6 +190,7 @@ class RunConfig(_Section):
     data: DataSection
     lora: LoraSection = Field(default_factory=LoraSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    preference: PreferenceSection = Field(default_factory=PreferenceSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     notify: NotifySection = Field(default_factory=NotifySection)
 
@@ -154,6 +202,19 @@ class RunConfig(_Section):
             raise ValueError("a run name must be a plain folder name: 1-100 characters, no '/' or '\\', "
                              "not starting with '.', no leading or trailing spaces")
         return n
+
+    @model_validator(mode="after")
+    def _objective_defaults(self) -> "RunConfig":
+        """The one place a preference objective's defaults and limits apply: a learning rate the user left
+        out follows the objective and method (default_learning_rate); packing is SFT only."""
+        t = self.training
+        if t.objective in PREFERENCE_OBJECTIVES:
+            if "learning_rate" not in t.model_fields_set:
+                object.__setattr__(t, "learning_rate", default_learning_rate(t.objective, self.model.method))
+            if self.data.packing:
+                raise ValueError(f"data.packing is for SFT only; {t.objective.upper()} scores each chosen and "
+                                 "rejected answer as a whole: set data.packing: false")
+        return self
 
     # ---- YAML round trip -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -399,13 +460,39 @@ def commented_yaml(cfg: RunConfig) -> str:
     return "\n".join(out) + "\n"
 
 
+def default_learning_rate(objective: str, method: str) -> float:
+    """The learning rate a run starts from when the config leaves it out: SFT's guidance default, or the
+    preference objective's own (an order or two lower; PREFERENCE_LR names the sources)."""
+    return PREFERENCE_LR.get((objective, method), SFT_LR)
+
+
+# The preference.* fields each objective reads (the wizard shows only these; the others are ignored by that run).
+OBJECTIVE_FIELDS: dict[str, tuple[str, ...]] = {
+    "sft": (),
+    "dpo": ("beta", "loss_type", "label_smoothing", "reference"),
+    "orpo": ("beta",),
+    "kto": ("beta", "desirable_weight", "undesirable_weight", "reference"),
+}
+
+
+def objective_fields(objective: str) -> tuple[str, ...]:
+    """The `preference.*` field names that `objective` uses."""
+    return OBJECTIVE_FIELDS.get(objective, ())
+
+
+def objective_defaults(objective: str, method: str) -> dict[str, Any]:
+    """What changes when a run switches to `objective` (dotted field path -> value): today the learning rate
+    (default_learning_rate). The wizard applies it when the user picks an objective."""
+    return {"training.learning_rate": default_learning_rate(objective, method)}
+
+
 def default_config(train: Path, eval_file: Path | None = None, **overrides: Any) -> RunConfig:
     cfg = RunConfig(data=DataSection(train=train, eval=eval_file))
     return cfg.model_copy(update=overrides) if overrides else cfg
 
 
 def starting_config(train: Path | None = None, eval_file: Path | None = None, *, method: str | None = None,
-                    base: str | None = None) -> RunConfig:
+                    base: str | None = None, objective: str | None = None) -> RunConfig:
     """The one default config: `ftwizard init` writes it and the wizard opened without a config starts from it.
 
     No training file: the bundled sample task (train + held-out file) with `tune_for_sample_task`,
@@ -423,6 +510,15 @@ def starting_config(train: Path | None = None, eval_file: Path | None = None, *,
         cfg.model = cfg.model.model_copy(update={k: v for k, v in {"method": method, "base": base}.items() if v})
     if sample:
         tune_for_sample_task(cfg)
+    if objective and objective != "sft":
+        # through validation, so the objective's learning-rate default (RunConfig._objective_defaults) applies
+        data = cfg.to_dict()
+        data["training"]["objective"] = objective
+        if not sample:
+            data["training"].pop("learning_rate", None)
+        else:
+            data["training"]["learning_rate"] = default_learning_rate(objective, cfg.model.method)
+        cfg = RunConfig.model_validate(data)
     return cfg
 
 

@@ -22,6 +22,25 @@ from ftwizard.rundir import EventWriter, RunDir
 
 STATUS_EVERY_S = 2.0
 
+# The preference objectives' own curves: TRL's log key -> the event key (eval events add the eval_ prefix).
+# Part of the events.jsonl contract (the monitor and the evaluation read these names).
+PREFERENCE_METRICS = {
+    "rewards/chosen": "rewards_chosen", "rewards/rejected": "rewards_rejected",
+    "rewards/margins": "rewards_margins", "rewards/accuracies": "rewards_accuracies",
+    "kl": "kl", "logps/chosen": "logps_chosen", "logps/rejected": "logps_rejected",
+    "nll_loss": "nll_loss", "log_odds_ratio": "log_odds_ratio",
+}
+
+
+def preference_metrics(logs: dict, prefix: str = "") -> dict[str, float]:
+    """The objective's curves found in one Trainer log, under their event names (absent ones left out)."""
+    out = {}
+    for trl_key, key in PREFERENCE_METRICS.items():
+        value = logs.get(prefix + trl_key)
+        if isinstance(value, (int, float)):
+            out[prefix + key] = float(value)
+    return out
+
 
 def _world(args) -> int:
     import torch.distributed as dist
@@ -122,7 +141,8 @@ class RunEvents(TrainerCallback):
                   "memory_gb": round(all_ranks_max(args, process_memory_gb()), 3)}  # per GPU: the fullest one
         if "eval_loss" in logs:
             self.writer.write("eval", eval_loss=logs["eval_loss"],
-                              eval_tokens_per_second=logs.get("eval_samples_per_second"), **common)
+                              eval_tokens_per_second=logs.get("eval_samples_per_second"),
+                              **preference_metrics(logs, "eval_"), **common)
         elif "loss" in logs:
             tokens = logs.get("num_tokens")
             tps = None
@@ -135,7 +155,8 @@ class RunEvents(TrainerCallback):
             grad = logs.get("grad_norm")
             self.writer.write("train", loss=loss, learning_rate=logs.get("learning_rate"), grad_norm=grad,
                               tokens_per_second=round(tps, 2) if tps else None, tokens=tokens,
-                              eta_s=round(eta, 1) if eta is not None else None, **common)
+                              eta_s=round(eta, 1) if eta is not None else None, **preference_metrics(logs),
+                              **common)
             if not _finite(loss) or (grad is not None and not _finite(grad)):
                 self.nan_step = step
                 control.should_training_stop = True

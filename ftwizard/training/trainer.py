@@ -99,9 +99,10 @@ def apply_liger(model) -> None:
 
 
 def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, strategy: str | None = None,
-                             *, speedups=None, upcast_kbit: bool = False):
+                             *, speedups=None, upcast_kbit: bool = False, wrap_peft: bool = True):
     """The model as the trainer trains it. `upcast_kbit` restores peft's fp32 upcast for QLoRA
-    (only bench/qlora_upcast.py uses it, to compare)."""
+    (only bench/qlora_upcast.py uses it, to compare). `wrap_peft=False` leaves a LoRA/QLoRA model unwrapped
+    (base frozen, ready): the preference trainers add the adapter themselves from `lora_config`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -135,7 +136,7 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, st
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     if method in ("lora", "qlora"):
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
         if method == "qlora" and upcast_kbit:
             model = prepare_model_for_kbit_training(
@@ -149,11 +150,8 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, st
                 param.requires_grad_(False)
             if cfg.training.gradient_checkpointing:
                 model.enable_input_require_grads()
-        lcfg = cfg.lora
-        model = get_peft_model(model, LoraConfig(
-            r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
-            bias="none", task_type="CAUSAL_LM",
-        ))
+        if wrap_peft:
+            model = get_peft_model(model, lora_config(cfg))
     return model, tok
 
 
@@ -193,22 +191,17 @@ def block_classes(cfg: RunConfig, base_path: str) -> list[str]:
     return names
 
 
-def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool, dist: dict | None = None,
-                     padding_free: bool = False):
-    from trl import SFTConfig
-
+def common_training_args(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool,
+                         dist: dict | None = None) -> dict[str, Any]:
+    """The TrainingArguments every objective shares (SFTConfig, DPOConfig, ORPOConfig and KTOConfig extend them):
+    schedule, batch, precision, logging, eval and checkpoints, trackers."""
     from ftwizard.tracking import setup_for_trainer
 
     t = cfg.training
     eval_every = t.eval_every if has_eval else 0
-    return SFTConfig(
+    return dict(
         **(dist or {}),
         output_dir=str(run.checkpoints),
-        # rows arrive truncated (dataset.truncate_rows); TRL needs max_length only to pack
-        max_length=cfg.data.max_length if cfg.data.packing else None,
-        packing=cfg.data.packing,
-        padding_free=padding_free,
-        assistant_only_loss=False,  # our own masks (assistant_masks column) already do this
         learning_rate=t.learning_rate,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -238,16 +231,77 @@ def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: boo
         **setup_for_trainer(cfg, run.path, run.name),  # trackers: report_to & co; "none" when none (h15)
         disable_tqdm=True,
         dataloader_num_workers=0,
-        remove_unused_columns=True,
         dataset_num_proc=None,
     )
+
+
+def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: bool, dist: dict | None = None,
+                     padding_free: bool = False):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **common_training_args(cfg, run, prec, has_eval, dist),
+        # rows arrive truncated (dataset.truncate_rows); TRL needs max_length only to pack
+        max_length=cfg.data.max_length if cfg.data.packing else None,
+        packing=cfg.data.packing,
+        padding_free=padding_free,
+        assistant_only_loss=False,  # our own masks (assistant_masks column) already do this
+        remove_unused_columns=True,
+    )
+
+
+def lora_config(cfg: RunConfig):
+    """The adapter every LoRA/QLoRA run trains (SFT wraps the model itself; the preference trainers get it as
+    peft_config, so TRL uses the base with the adapter switched off as the reference)."""
+    from peft import LoraConfig
+
+    lcfg = cfg.lora
+    return LoraConfig(r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def finish_training(trainer, run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, callback, prec,
+                    resume_from: Path | None, has_eval: bool, tok) -> str:
+    """Train (resuming when asked), then turn how it ended into a state: NaN raises NonFiniteLoss, a stop
+    leaves the checkpoint, a completed run saves adapter/ or model/ with the tokenizer. Every objective ends here."""
+    if resume_from is not None:
+        writer.write("system", event="resumed", from_checkpoint=str(resume_from),
+                     step=int(resume_from.name.split("-")[-1]))
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    step = trainer.state.global_step
+    if prec.device == "cuda":  # the peak as PyTorch saw it (bench/gpu_kit.py compares it with the estimate)
+        import torch
+
+        writer.write("system", event="memory_peak", max_memory_allocated=int(torch.cuda.max_memory_allocated()),
+                     max_memory_reserved=int(torch.cuda.max_memory_reserved()), step=step)
+    if callback.nan_step is not None:
+        raise NonFiniteLoss(callback.nan_step, cfg.training.learning_rate, prec.name)
+    if stop_flag.get("requested"):
+        run.write_status(step=step)
+        return "stopped"
+    if has_eval and not cfg.training.eval_every:
+        trainer.evaluate()  # eval only at the end; with eval_every the Trainer already ends on one
+    out = run.adapter if cfg.model.method in ("lora", "qlora") else run.model
+    if trainer.is_fsdp_enabled:  # the result is one ordinary file set, gathered from the shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(out))
+    writer.write("system", event="saved", path=str(out), step=step)
+    run.write_status(step=step, output=str(out))
+    return "completed"
 
 
 def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, resume_from: Path | None, log=print,
           strategy: str | None = None) -> str:
     """Train; returns the final state (completed, stopped). Raises on failure.
 
-    `strategy` (ddp or fsdp) means this process is one rank of a torchrun launch."""
+    `strategy` (ddp or fsdp) means this process is one rank of a torchrun launch. A preference objective
+    (training.objective dpo, orpo, kto) trains through ftwizard.training.preference instead."""
+    if cfg.training.objective != "sft":
+        from ftwizard.training.preference import train_preference
+
+        return train_preference(run, cfg, writer, stop_flag, resume_from, log=log, strategy=strategy)
     from datasets import Dataset
 
     from ftwizard.models.resolve import resolve_base
@@ -322,32 +376,8 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
         if strategy == "fsdp" and not trainer.is_fsdp_enabled:
             raise UserError("FSDP was asked for but accelerate did not enable it on this device", where="--strategy",
                             fix="use --strategy ddp")
-    if resume_from is not None:
-        writer.write("system", event="resumed", from_checkpoint=str(resume_from),
-                     step=int(resume_from.name.split("-")[-1]))
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    step = trainer.state.global_step
-    if prec.device == "cuda":  # the peak as PyTorch saw it (bench/gpu_kit.py compares it with the estimate)
-        import torch
-
-        writer.write("system", event="memory_peak", max_memory_allocated=int(torch.cuda.max_memory_allocated()),
-                     max_memory_reserved=int(torch.cuda.max_memory_reserved()), step=step)
-    if callback.nan_step is not None:
-        raise NonFiniteLoss(callback.nan_step, cfg.training.learning_rate, prec.name)
-    if stop_flag.get("requested"):
-        run.write_status(step=step)
-        return "stopped"
-    if eval_ds is not None and not cfg.training.eval_every:
-        trainer.evaluate()  # eval only at the end; with eval_every the Trainer already ends on one
-    out = run.adapter if cfg.model.method in ("lora", "qlora") else run.model
-    if trainer.is_fsdp_enabled:  # the result is one ordinary file set, gathered from the shards
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        tok.save_pretrained(str(out))
-    writer.write("system", event="saved", path=str(out), step=step)
-    run.write_status(step=step, output=str(out))
-    return "completed"
+    return finish_training(trainer, run, cfg, writer, stop_flag, callback, prec, resume_from, eval_ds is not None,
+                           tok)
 
 
 class NonFiniteLoss(Exception):
