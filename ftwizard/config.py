@@ -69,6 +69,17 @@ class DataSection(_Section):
     system_prompt: str | None = Field(None, description="System prompt added to rows without one; use what you will send when serving.")
     task_type: TaskType = Field("other", description="What the data teaches; sets the example-count guidance "
                                 "(math: answers end in a final number, scored by final-answer accuracy).")
+    chat_template: str = Field("auto", description="Chat template for chat rows: auto (the model's own; ChatML "
+                               "when it has none, as base models), chatml, llama3, gemma, mistral, alpaca, or a path "
+                               "to a .jinja file. Missing special tokens are added and their embedding rows train; "
+                               "the template is saved with the tuned model. Plain text rows need none.")
+
+    @field_validator("chat_template")
+    @classmethod
+    def _check_chat_template(cls, v: str) -> str:
+        from ftwizard.data.chat_templates import check_choice
+
+        return check_choice(v)
 
 
 class LoraSection(_Section):
@@ -238,6 +249,10 @@ class RunConfig(_Section):
             return p if p.is_absolute() else (base_dir / p).resolve()
 
         data = self.data.model_copy(update={"train": fix(self.data.train), "eval": fix(self.data.eval)})
+        from ftwizard.data.chat_templates import is_path_choice
+
+        if is_path_choice(self.data.chat_template):  # a .jinja file, relative to the config like the data
+            data = data.model_copy(update={"chat_template": str(fix(Path(self.data.chat_template)))})
         model = self.model
         base = Path(self.model.base).expanduser()
         if self.model.base != EMBEDDED and not base.is_absolute() and (base_dir / base).is_dir():
