@@ -47,7 +47,7 @@ CASES = [
     ("empty_content.jsonl", {("content.empty", 1), ("content.empty", 2), ("content.empty", 4)}, "messages"),
     ("non_string_content.jsonl", {("content.not_string", 1), ("content.not_string", 2)}, "messages"),
     ("mixed_formats.jsonl", {("format.mixed", 5), ("format.mixed", 6)}, "messages"),
-    ("preference.jsonl", {("format.preference", 1)}, "preference"),
+    # preference.jsonl: its severity follows training.objective (tests/test_preference_data.py)
     ("valid_text.jsonl", {("format.text", 1)}, "text"),
     ("extra_keys.jsonl", {("keys.unknown", 1)}, "messages"),
     ("duplicates.jsonl", {("dup.exact", 4), ("dup.near", 5)}, "messages"),

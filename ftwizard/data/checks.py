@@ -22,7 +22,8 @@ FORMAT_KEYS = {
     "alpaca": {"instruction", "input", "output", "system"},
     "prompt_completion": {"prompt", "completion"},
     "text": {"text"},
-    "preference": {"prompt", "chosen", "rejected"},
+    "preference": {"prompt", "chosen", "rejected", "system"},
+    "kto": {"prompt", "completion", "label", "system"},  # ftwizard.data.preference checks both (h14b)
 }
 MESSAGE_KEYS = {"role", "content"}
 # Keys seen in chat exports that are harmless to ignore (not worth an info line per key).
@@ -33,6 +34,7 @@ _NEAR = (
     ("prompt_completion", {"prompt", "completion"}, ("response", "answer", "output")),
     ("messages", {"messages"}, ("conversation", "dialog", "chat", "turns")),
     ("sharegpt", {"conversations"}, ("conversation",)),
+    ("preference", {"chosen", "rejected"}, ()),
 )
 
 
@@ -67,7 +69,7 @@ def check_row(value: Any, system_prompt: str | None = None) -> RowResult:
     if fmt is None:
         return RowResult(None, None, [_unknown_format(value)])
     extra = tuple(k for k in value if k not in FORMAT_KEYS[fmt])
-    if fmt in ("preference", "text"):
+    if fmt in ("preference", "kto", "text"):
         return RowResult(fmt, None, [], extra)
     problems: list[RowProblem] = []
     if fmt == "messages":

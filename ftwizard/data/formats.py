@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 SFT_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "text")
-ALL_FORMATS = SFT_FORMATS + ("preference",)
+ALL_FORMATS = SFT_FORMATS + ("preference", "kto")
+PREFERENCE_FORMATS = ("preference", "kto")  # paired (DPO, ORPO) and unpaired (KTO); ftwizard.data.preference reads them
+KTO_LABELS = {True: True, False: False, "true": True, "false": False}  # CSV cells arrive as text
 
 SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -31,11 +33,25 @@ def detect_format(row: Any) -> str | None:
         return "preference"
     if "instruction" in row and "output" in row:
         return "alpaca"
+    if "prompt" in row and "completion" in row and "label" in row and _kto_label(row["label"]) is not None:
+        return "kto"
     if "prompt" in row and "completion" in row:
         return "prompt_completion"
     if "text" in row and isinstance(row["text"], str):
         return "text"
     return None
+
+
+def _kto_label(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    return KTO_LABELS.get(value.strip().lower()) if isinstance(value, str) else None
+
+
+def implied_objective(fmt: str | None) -> str:
+    """The training objective a data format asks for: "dpo" for pairs (ORPO reads them too), "kto" for
+    unpaired prompt/completion/label rows, "sft" otherwise."""
+    return {"preference": "dpo", "kto": "kto"}.get(fmt or "", "sft")
 
 
 class ConversionError(ValueError):
@@ -107,7 +123,11 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
     elif fmt == "text":
         raise ConversionError("raw text rows have no conversation; train them as plain text", "text")
     elif fmt == "preference":
-        raise ConversionError("preference pairs (prompt/chosen/rejected) are for DPO, not supervised fine-tuning", "chosen")
+        raise ConversionError("preference pairs (prompt/chosen/rejected) train with a preference objective "
+                              "(training.objective: dpo or orpo), not supervised fine-tuning", "chosen")
+    elif fmt == "kto":
+        raise ConversionError("prompt/completion/label rows are unpaired preference data: train them with "
+                              "training.objective: kto", "label")
     else:
         raise ConversionError("row matches no known format (messages, conversations, instruction/output, prompt/completion, text)")
     if system_prompt and not any(m["role"] == "system" for m in msgs):

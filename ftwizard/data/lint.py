@@ -26,7 +26,7 @@ from ftwizard.data import stats as stats_mod
 from ftwizard.data.batchwork import BatchWorker
 from ftwizard.data.checks import check_row
 from ftwizard.data.dedup import DEFAULT_THRESHOLD, NearDuplicates
-from ftwizard.data.formats import user_field
+from ftwizard.data.formats import PREFERENCE_FORMATS, user_field
 from ftwizard.data.pii import LABEL as PII_LABEL
 from ftwizard.data.guidance import GENERIC_MINIMUM, rate_count
 from ftwizard.data.loading import Record, check_readable, file_kind, iter_records, snippet
@@ -155,6 +155,7 @@ class LintOptions:
     dedup: bool = True
     pii: bool = True
     max_per_rule: int = 200            # findings listed per rule; counts stay exact
+    objective: str | None = None       # training.objective (sft, dpo, orpo, kto); None: not known (lint alone)
 
 
 @dataclass(slots=True)
@@ -199,6 +200,9 @@ class Linter:
         self.eos_bad: list[tuple[int, str]] = []
         self.specials: list[str] = []
         self.decontam = None
+        from ftwizard.data.preference import PreferenceLint
+
+        self.pref = PreferenceLint(self.add, self.o.system_prompt)
         self.t0 = time.perf_counter()
         self.worker = BatchWorker(self.o.tokenizer, self.o.pii, self.o.dedup, self.o.near_threshold)
         self.counter = self.worker.counter  # None without a tokenizer
@@ -245,6 +249,10 @@ class Linter:
                     continue
                 slot = self.unknown_keys[k] = [0, rec.row]
             slot[0] += 1
+        if result.fmt in PREFERENCE_FORMATS:  # pairs / KTO rows: their own rules (ftwizard.data.preference)
+            if self.pref.feed(rec.row, rec.value, result.fmt) is not None:
+                self.valid += 1
+            return
         if result.fmt == "text":
             text = rec.value["text"]
             if not text.strip():
@@ -406,6 +414,7 @@ class Linter:
         self._labels_report()
         self._json_report()
         self._eos_report()
+        self.pref.finish(self.o.objective)
         if self.near is not None:
             for p in self.near.pairs(self.exact_of):
                 self.add("dup.near", p.row, f"row {p.row} is a near-duplicate of row {p.other} (similarity {p.similarity:.2f})",
@@ -425,6 +434,8 @@ class Linter:
         )
         if getattr(self, "label_groups", None):
             stats["labels"] = self.label_groups
+        if self.pref.stats() is not None:
+            stats["preference"] = self.pref.stats()
         return LintReport(
             path=self.path, kind=self.kind, format=fmt, formats=dict(self.formats), rows=self.rows, valid_rows=self.valid,
             findings=self.findings, counts=dict(self.counts), stats=stats, model=self.o.model,
@@ -438,21 +449,33 @@ class Linter:
         if not self.formats:
             return None
         fmt, _ = self.formats.most_common(1)[0]
-        if fmt == "preference":
-            self.add("format.preference", self.format_rows[fmt][0],
-                     f"{self.formats[fmt]:,} of {self.rows:,} rows are preference pairs (prompt/chosen/rejected): "
-                     "they are for DPO, not for supervised fine-tuning")
+        if fmt in PREFERENCE_FORMATS:
+            self._objective_report(fmt)
         elif fmt == "text":
             self.add("format.text", self.format_rows[fmt][0], f"{self.formats[fmt]:,} rows of raw text: trained as plain text")
         for other, n in self.formats.items():
             if other == fmt:
                 continue
-            what = "a preference pair (not for SFT)" if other == "preference" else f"{other} format"
+            what = {"preference": "a preference pair", "kto": "an unpaired KTO row"}.get(other, f"{other} format")
             for row in self.format_rows[other]:
                 self.add("format.mixed", row, f"row is {what} while the file is {fmt} ({self.formats[fmt]:,} rows)")
             if n > len(self.format_rows[other]):
                 self.counts["format.mixed"] += n - len(self.format_rows[other])
         return fmt
+
+    def _objective_report(self, fmt: str) -> None:
+        """Preference data is an error only under an objective that cannot train it (the pre-flight says the same)."""
+        n, row, obj = self.formats[fmt], self.format_rows[fmt][0], self.o.objective
+        what = (f"{n:,} of {self.rows:,} rows are preference pairs (prompt/chosen/rejected)" if fmt == "preference" else
+                f"{n:,} of {self.rows:,} rows are unpaired preference rows (prompt/completion/label)")
+        wanted = "dpo (or orpo)" if fmt == "preference" else "kto"
+        if obj == "sft":
+            self.add("format.preference", row, f"{what}, but training.objective is sft: set training.objective: {wanted}")
+        elif obj is None:
+            self.add("format.preference", row, f"{what}: train them with training.objective: {wanted}", severity=INFO)
+        elif fmt == "kto" and obj in ("dpo", "orpo"):
+            self.add("pref.unpaired", row, f"{what}: {obj.upper()} needs prompt/chosen/rejected pairs; set "
+                     "training.objective: kto")
 
     def _keys_report(self, fmt: str | None) -> None:
         for key, (n, first) in sorted(self.unknown_keys.items(), key=lambda kv: -kv[1][0]):
@@ -521,7 +544,7 @@ class Linter:
     def _eval_size_report(self, fmt: str | None) -> None:
         """How fine a difference a held-out set of this size can resolve (ftwizard eval's paired bootstrap):
         with two models disagreeing on ~30 % of rows, the 95 % interval's half-width is ~1.96 * sqrt(0.3 / n)."""
-        if fmt in (None, "preference", "text") or self.valid == 0:
+        if fmt in (None, "preference", "kto", "text") or self.valid == 0:
             return
         resolves = 1.96 * (0.3 / self.valid) ** 0.5
         for10 = int(math.ceil(0.3 * (1.96 / 0.10) ** 2 / 10) * 10)
@@ -530,7 +553,7 @@ class Linter:
                  "resolve 10 points)", severity=INFO)
 
     def _size_report(self, fmt: str | None) -> None:
-        if fmt in (None, "preference") or self.valid == 0:
+        if fmt in (None, "preference", "kto") or self.valid == 0:
             return
         rating, counts = rate_count(self.o.task_type, self.valid)
         if counts is None:

@@ -33,7 +33,7 @@ _RULES = [
     # format and structure
     Rule("format.unknown", ERROR, "row matches no known format", "use messages, conversations (ShareGPT), instruction/output (Alpaca), prompt/completion or text"),
     Rule("format.mixed", ERROR, "row of a different format than the file", "use one format per file; `ftwizard data fix --to messages` converts every row"),
-    Rule("format.preference", ERROR, "preference pairs are not for supervised fine-tuning", "train them with DPO, or keep only prompt + chosen as prompt/completion"),
+    Rule("format.preference", ERROR, "preference data needs a preference objective (dpo, orpo, kto)", "set training.objective: dpo (or orpo; kto for prompt/completion/label rows), or keep only prompt + chosen as prompt/completion for SFT"),
     Rule("format.text", INFO, "raw text rows", "text rows train as plain language modelling, without the chat template or assistant-only loss"),
     Rule("keys.missing", ERROR, "a required key is missing", "add the key, or rename the key shown to the one the format expects"),
     Rule("keys.unknown", INFO, "key ignored by training", "extra keys are harmless; they are not trained on"),
@@ -42,6 +42,13 @@ _RULES = [
     Rule("content.empty", ERROR, "empty or whitespace-only content", "write the missing text, or drop the row with --drop-invalid"),
     Rule("content.not_string", ERROR, "content is not text", "content must be a string (or a list of text parts)"),
     Rule("content.special_token", WARNING, "text contains a special token of the tokenizer", "remove control tokens such as <|im_end|> from the text; the template adds them"),
+    # preference data (DPO, ORPO, KTO; ftwizard.data.preference)
+    Rule("pref.identical", ERROR, "chosen and rejected are the same", "fix or drop the pair; an identical pair teaches nothing"),
+    Rule("pref.prompt_mismatch", ERROR, "chosen and rejected answer different prompts", "give both sides the same conversation up to the answer (or a shared `prompt`)"),
+    Rule("pref.unpaired", ERROR, "unpaired rows under a paired objective", "DPO and ORPO need prompt/chosen/rejected pairs; train prompt/completion/label rows with training.objective: kto"),
+    Rule("pref.duplicate", WARNING, "duplicate preference pair", "remove the repeated pairs; each copy weighs again in the loss"),
+    Rule("pref.length_bias", WARNING, "chosen and rejected differ in length systematically", "add pairs where the shorter answer wins, or trim the longer side's filler, so that length does not predict the label (Park et al. 2024); TRL's DPO ld_alpha (LD-DPO) down-weights the extra tokens"),
+    Rule("pref.kto_balance", WARNING, "desirable and undesirable rows out of balance", "set preference desirable_weight / undesirable_weight so that weight x count is about equal on both sides (KTO paper: ratio 1 to 4/3), or collect more of the rare side"),
     # tokens and template
     Rule("length.over_max", WARNING, "longer than the max length", "raise data.max_length, shorten the row, or drop it; the end (often the answer) is cut off"),
     Rule("template.no_eos", ERROR, "assistant turn does not end with the end-of-turn token", "use a chat template that closes assistant turns with the eos token, or the model may never stop talking"),
