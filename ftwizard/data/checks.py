@@ -17,8 +17,8 @@ from ftwizard.data.loading import json_kind, snippet
 ROLES = ("system", "user", "assistant")
 # Keys each format reads; anything else in a row is ignored by the trainer (reported once, as info).
 FORMAT_KEYS = {
-    "messages": {"messages"},
-    "sharegpt": {"conversations", "system"},
+    "messages": {"messages", "tools"},  # tools: ftwizard.data.tools
+    "sharegpt": {"conversations", "system", "tools"},
     "alpaca": {"instruction", "input", "output", "system"},
     "prompt_completion": {"prompt", "completion"},
     "text": {"text"},
@@ -27,7 +27,7 @@ FORMAT_KEYS = {
 }
 MESSAGE_KEYS = {"role", "content"}
 # Keys seen in chat exports that are harmless to ignore (not worth an info line per key).
-MESSAGE_EXTRA_OK = {"name", "weight"}
+MESSAGE_EXTRA_OK = {"name", "weight", "tool_calls", "tool_call_id", "function_call"}
 # Near-miss key sets, to say "this looks like Alpaca but lacks `output`".
 _NEAR = (
     ("alpaca", {"instruction", "output"}, ("response", "answer", "completion")),
@@ -170,13 +170,18 @@ def _check_turns(turns: list, path: str, role_key: str, content_key: str, proble
             raw_role = m[rk]
             role = raw_role if role_key == "role" and raw_role in ROLES else (
                 SHAREGPT_ROLES.get(str(raw_role).lower()) if role_key == "from" else None)
+            if role is None:  # tool traffic (ftwizard.data.tools): role tool/function, function_call/observation
+                role = _tool_role(raw_role, role_key)
             if role is None:
                 hint = " (tool and function turns are not supported for training yet)" if raw_role in ("tool", "function", "ipython") else ""
                 problems.append(RowProblem(
                     "roles.unknown", f"unknown role {raw_role!r} at {here}; use system, user or assistant{hint}", f"{here}.{rk}",
                 ))
             roles.append(role)
-        if ck is None:
+        calls = role == "assistant" and bool(m.get("tool_calls") or m.get("function_call"))
+        if role in ("tool", "assistant_call") or (calls and (ck is None or m[ck] in (None, ""))):
+            pass  # tool results may be any JSON, and a call may come without text; tools.py checks them
+        elif ck is None:
             problems.append(RowProblem("keys.missing", f"{here} has no {content_key!r}", f"{here}.{content_key}"))
         else:
             _check_text(m[ck], f"{here}.{ck}", problems)
@@ -186,7 +191,7 @@ def _check_turns(turns: list, path: str, role_key: str, content_key: str, proble
 
 def _check_order(messages: list[dict], path: str, problems: list[RowProblem]) -> None:
     """System only first; then user and assistant alternate, starting with user, ending with assistant."""
-    roles = [m["role"] for m in messages]
+    roles = _fold_tool_turns([m["role"] for m in messages])
     start = 1 if roles and roles[0] == "system" else 0
     for i, r in enumerate(roles):
         if r == "system" and i != 0:
@@ -211,3 +216,34 @@ def _check_order(messages: list[dict], path: str, problems: list[RowProblem]) ->
             "roles.order", f"conversation ends with {body[-1]} at {path}[{len(roles) - 1}]; it must end with an assistant turn to train on",
             f"{path}[{len(roles) - 1}].role",
         ))
+
+
+def _tool_role(raw_role: Any, role_key: str) -> str | None:
+    """Tool turns: "tool" for results, "assistant_call" for a ShareGPT function_call turn."""
+    from ftwizard.data.tools import OPENAI_TOOL_ROLES, SHAREGPT_TOOL_ROLES
+
+    if role_key == "role" and raw_role in OPENAI_TOOL_ROLES:
+        return "tool"
+    if role_key == "from":
+        role = SHAREGPT_TOOL_ROLES.get(str(raw_role).lower())
+        return "assistant_call" if role == "assistant" else role
+    return None
+
+
+def _fold_tool_turns(roles: list) -> list:
+    """Tool traffic as the alternation sees it: a function_call turn right after the assistant's words is
+    part of that turn; a run of tool results after an assistant call answers it (it stands where the user
+    would); a result with no call before it is left to the tool rules (tools.result_orphan)."""
+    out: list = []
+    for r in roles:
+        if r == "assistant_call":
+            if out and out[-1] == "assistant":
+                continue
+            out.append("assistant")
+        elif r == "tool":
+            if out and out[-1] == "assistant":
+                out.append("tool")
+            # after another tool result it joins that run; anywhere else the tool rules report it
+        else:
+            out.append(r)
+    return out

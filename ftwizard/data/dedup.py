@@ -34,13 +34,17 @@ _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 def exact_key(messages: list[dict]) -> bytes:
     """16-byte digest of a conversation; whitespace at the ends of each turn does not count."""
-    norm = [(m["role"], m["content"].strip()) for m in messages]
+    norm = [(m["role"], m["content"].strip()) if not m.get("tool_calls") else  # calls differ by their arguments
+            (m["role"], m["content"].strip(), [c["function"]["name"] + orjson.dumps(c["function"]["arguments"]).decode()
+                                               for c in m["tool_calls"]]) for m in messages]
     return hashlib.blake2b(orjson.dumps(norm), digest_size=16).digest()
 
 
 def dedup_text(messages: list[dict]) -> str:
     """The text compared for near-duplicates: every turn but the system prompt (shared by most rows)."""
-    return "\n".join(m["content"] for m in messages if m["role"] != "system")
+    return "\n".join(m["content"] + "".join(f" {c['function']['name']} {orjson.dumps(c['function']['arguments']).decode()}"
+                                            for c in m.get("tool_calls") or ())
+                     for m in messages if m["role"] != "system")
 
 
 def _word_hashes(words: list[str]) -> np.ndarray:

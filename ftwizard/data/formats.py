@@ -91,6 +91,10 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
             if not isinstance(m, dict):
                 raise ConversionError("each message must be an object", f"messages[{i}]")
             role = m.get("role")
+            tool_msg = _tools().openai_message(m, i)  # role tool/function, assistant tool_calls (ftwizard.data.tools)
+            if tool_msg is not None:
+                msgs.append(tool_msg)
+                continue
             if role not in ("system", "user", "assistant"):
                 raise ConversionError(f"unknown role {role!r}", f"messages[{i}].role")
             msgs.append({"role": role, "content": _content(m.get("content"), f"messages[{i}].content")})
@@ -100,12 +104,16 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
             if not isinstance(m, dict):
                 raise ConversionError("each turn must be an object", f"conversations[{i}]")
             who = m.get("from", m.get("role"))
+            if who is not None and str(who).lower() in _tools().SHAREGPT_TOOL_ROLES:  # function_call / observation
+                msgs.append(_tools().sharegpt_turn(str(who).lower(), m.get("value", m.get("content")), i))
+                continue
             role = SHAREGPT_ROLES.get(str(who).lower()) if who is not None else None
             if role is None:
                 raise ConversionError(f"unknown speaker {who!r}", f"conversations[{i}].from")
             msgs.append({"role": role, "content": _content(m.get("value", m.get("content")), f"conversations[{i}].value")})
         if isinstance(row.get("system"), str) and row["system"].strip() and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": row["system"]})
+        msgs = _tools().merge_call_turns(msgs)
     elif fmt == "alpaca":
         instruction = _content(row.get("instruction"), "instruction")
         extra = row.get("input") or ""
@@ -116,7 +124,7 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
     elif fmt == "prompt_completion":
         prompt, completion = row.get("prompt"), row.get("completion")
         if isinstance(prompt, list) and isinstance(completion, list):  # conversational prompt/completion
-            msgs = to_messages({"messages": prompt + completion}, "messages")
+            msgs = to_messages({"messages": prompt + completion, "tools": row.get("tools")}, "messages")
         else:
             msgs = [{"role": "user", "content": _content(prompt, "prompt")},
                     {"role": "assistant", "content": _content(completion, "completion")}]
@@ -130,9 +138,17 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
                               "training.objective: kto", "label")
     else:
         raise ConversionError("row matches no known format (messages, conversations, instruction/output, prompt/completion, text)")
+    if fmt in ("messages", "sharegpt"):
+        msgs = _tools().finish(row, msgs)  # a Conversation carrying the row's `tools` when it uses tools
     if system_prompt and not any(m["role"] == "system" for m in msgs):
         msgs.insert(0, {"role": "system", "content": system_prompt})
     return msgs
+
+
+def _tools():
+    from ftwizard.data import tools
+
+    return tools
 
 
 def user_field(fmt: str | None, messages: list[dict] | None, i: int) -> str:

@@ -200,6 +200,8 @@ class Linter:
         self.eos_bad: list[tuple[int, str]] = []
         self.specials: list[str] = []
         self.decontam = None
+        self.tool_stats = None                  # ftwizard.data.tools.ToolStats once a row uses tools
+        self.tool_template = [None, 0, None]    # first tool row the template cannot render, how many, why
         from ftwizard.data.preference import PreferenceLint
 
         self.pref = PreferenceLint(self.add, self.o.system_prompt)
@@ -260,12 +262,38 @@ class Linter:
                 return
             self.batch.append(_Valid(rec.row, "text", None, text))
         elif result.messages is not None:
+            if self._tool_row(rec, result):  # tool-calling rows (ftwizard.data.tools); True: not renderable
+                return
             self.batch.append(_Valid(rec.row, result.fmt, result.messages, None))
         else:
             return
         self.valid += 1
         if len(self.batch) >= BATCH:
             self._flush()
+
+    def _tool_row(self, rec: Record, result) -> bool:
+        """Tool rules and counts for a row that uses tools; True when the template cannot render it
+        (reported once for the file at the end, instead of a template error on every row)."""
+        from ftwizard.data import tools as tools_mod
+
+        msgs = result.messages
+        if not tools_mod.uses_tools(msgs):
+            return False
+        if self.tool_stats is None:
+            self.tool_stats = tools_mod.ToolStats()
+        self.tool_stats.add(msgs)
+        offset = tools_mod.conversion_offset(rec.value, result.fmt, msgs)
+        for p in tools_mod.lint_conversation(msgs, result.fmt, offset):
+            self.add(p.rule, rec.row, p.message, p.field)
+        if self.counter is None or not self.counter.has_template:
+            return False
+        problem = tools_mod.template_tool_problem(self.o.tokenizer)
+        if problem is None:
+            return False
+        if self.tool_template[0] is None:
+            self.tool_template = [rec.row, 0, problem]
+        self.tool_template[1] += 1
+        return True
 
     # ---------------------------------------------------------------- batches
     def _flush(self) -> None:
@@ -414,6 +442,12 @@ class Linter:
         self._labels_report()
         self._json_report()
         self._eos_report()
+        if self.tool_template[0] is not None:
+            from ftwizard.data.tools import template_name
+
+            row, n, why = self.tool_template
+            self.add("tools.template_unsupported", row, f"the chat template of {template_name(self.o.tokenizer)} cannot "
+                     f"render tool calls ({why}); {n:,} tool row(s) cannot be trained or counted")
         self.pref.finish(self.o.objective)
         if self.near is not None:
             for p in self.near.pairs(self.exact_of):
@@ -434,6 +468,8 @@ class Linter:
         )
         if getattr(self, "label_groups", None):
             stats["labels"] = self.label_groups
+        if self.tool_stats is not None:
+            stats["tools"] = self.tool_stats.to_dict()
         if self.pref.stats() is not None:
             stats["preference"] = self.pref.stats()
         return LintReport(

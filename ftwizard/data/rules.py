@@ -42,6 +42,14 @@ _RULES = [
     Rule("content.empty", ERROR, "empty or whitespace-only content", "write the missing text, or drop the row with --drop-invalid"),
     Rule("content.not_string", ERROR, "content is not text", "content must be a string (or a list of text parts)"),
     Rule("content.special_token", WARNING, "text contains a special token of the tokenizer", "remove control tokens such as <|im_end|> from the text; the template adds them"),
+    # tool calling (ftwizard.data.tools)
+    Rule("tools.unknown_name", ERROR, "call to a tool that is not in the row's tools", "add the tool's schema to `tools`, or fix the name of the call"),
+    Rule("tools.args_invalid_json", ERROR, "tool-call arguments are not a JSON object", "write the arguments as a JSON object (or a string holding one)"),
+    Rule("tools.args_schema", WARNING, "tool-call arguments do not match the tool's schema", "fix the arguments (or the schema); the model learns to call tools the way the data does"),
+    Rule("tools.schema_invalid", WARNING, "a tool's parameters are not a valid JSON schema", "fix the schema; the arguments of calls to it are not checked"),
+    Rule("tools.result_orphan", ERROR, "tool result with no call to answer", "put the assistant's call (tool_calls) before the result, and match tool_call_id to the call's id"),
+    Rule("tools.call_unanswered", ERROR, "tool call never answered before the conversation goes on", "add the tool's result (role tool) after the call, or end the row at the call"),
+    Rule("tools.template_unsupported", ERROR, "the chat template cannot render tool calls", "set data.chat_template: chatml (renders tools Hermes-style), a .jinja file that handles tools, or a model whose template does"),
     # preference data (DPO, ORPO, KTO; ftwizard.data.preference)
     Rule("pref.identical", ERROR, "chosen and rejected are the same", "fix or drop the pair; an identical pair teaches nothing"),
     Rule("pref.prompt_mismatch", ERROR, "chosen and rejected answer different prompts", "give both sides the same conversation up to the answer (or a shared `prompt`)"),

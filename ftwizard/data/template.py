@@ -24,11 +24,25 @@ class TemplateError(ValueError):
     """The chat template cannot render this conversation (or has no template at all)."""
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+class ToolTemplateError(TemplateError):
+    """The chat template drops tools, tool calls or tool results (ftwizard.data.tools.template_tool_problem)."""
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None) -> str:
+    """The conversation as the model sees it. `tools` (default: the conversation's own, see
+    ftwizard.data.tools.Conversation) go to the template; a template that cannot show them is refused."""
     if not getattr(tokenizer, "chat_template", None):
         raise TemplateError("the tokenizer has no chat template")
+    from ftwizard.data.tools import TEMPLATE_FIX, template_tool_problem, tools_of, uses_tools
+
+    tools = tools if tools is not None else tools_of(messages)
+    if tools or uses_tools(messages):
+        problem = template_tool_problem(tokenizer)
+        if problem is not None:
+            raise ToolTemplateError(f"the chat template cannot render tool calls: {problem}; {TEMPLATE_FIX}")
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(list(messages), tools=tools or None, tokenize=False,
+                                             add_generation_prompt=add_generation_prompt)
     except Exception as e:  # jinja raises TemplateError / exceptions from raise_exception()
         raise TemplateError(f"the chat template cannot render this conversation: {e}") from e
 
@@ -72,7 +86,10 @@ class Span(NamedTuple):
 
 def assistant_spans(tokenizer, messages: list[dict]) -> list[Span]:
     """The assistant turns of `messages` as character spans of `render(tokenizer, messages)`."""
-    full = render(tokenizer, messages)
+    from ftwizard.data.tools import tools_of
+
+    tools = tools_of(messages)  # slices of a Conversation keep them; passed explicitly all the same
+    full = render(tokenizer, messages, tools=tools)
     stops = stop_tokens(tokenizer)
     markers = end_of_turn_markers(tokenizer)
     spans: list[Span] = []
@@ -80,8 +97,8 @@ def assistant_spans(tokenizer, messages: list[dict]) -> list[Span]:
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
-        prefix = render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
-        upto = render(tokenizer, messages[: i + 1])
+        prefix = render(tokenizer, messages[:i], add_generation_prompt=True, tools=tools) if i else ""
+        upto = render(tokenizer, messages[: i + 1], tools=tools)
         if i and full.startswith(upto) and upto.startswith(prefix) and len(prefix) >= cursor:
             start, seg = len(prefix), upto[len(prefix):]
         else:  # a template that rewrites earlier turns: find the content itself

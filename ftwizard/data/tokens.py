@@ -232,6 +232,11 @@ class TokenCounter:
         out = []
         for c in conversations:
             self._seen += 1
+            if _uses_tools(c):  # tool schemas and calls are not in `content`: no skeleton, the real template
+                from ftwizard.data.template import render
+
+                out.append(render(self.tokenizer, c))
+                continue
             sk = self._skeleton(tuple(m["role"] for m in c)) if self._use_skeletons else None
             if sk is None:
                 out.append(self._render_one(c))
@@ -332,6 +337,13 @@ class TokenCounter:
         return [len(x) + (1 if eos_id is not None and (not x or x[-1] != eos_id) else 0) for x in ids]
 
     def _reference(self, conversation: list[dict]) -> int:
-        out = self.tokenizer.apply_chat_template(conversation, tokenize=True)
+        tools = getattr(conversation, "tools", None) or None  # ftwizard.data.tools.Conversation
+        out = self.tokenizer.apply_chat_template(list(conversation), tools=tools, tokenize=True)
         ids = out["input_ids"] if hasattr(out, "keys") else out
         return len(ids)
+
+
+def _uses_tools(conversation) -> bool:
+    from ftwizard.data.tools import uses_tools
+
+    return uses_tools(conversation)

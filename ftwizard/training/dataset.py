@@ -6,6 +6,10 @@ them) lack. The assistant spans come from rendering the conversation with the mo
 own chat template: the text added between `messages[:i]` + generation prompt and
 `messages[:i+1]` is the assistant turn, end-of-turn token included, so the model learns
 to stop. TRL then builds labels from the `assistant_masks` column.
+
+Tool-calling rows (ftwizard.data.tools) render with `tools=` through the same template: the
+assistant's calls are trained (they sit inside its turn), tool results never are (they are
+not assistant turns). A template that cannot show tools is refused before any row is encoded.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ftwizard.data.formats import ConversionError, detect_format, to_messages
+from ftwizard.data.rules import RULES
+from ftwizard.data.tools import conversion_offset, lint_conversation, require_tool_template, uses_tools
 from ftwizard.errors import UserError
 
 
@@ -74,6 +80,7 @@ def encode_file(path: Path, tokenizer, *, fmt: str = "auto", system_prompt: str 
     """Encode every row of a file; a row that cannot be used stops with its location."""
     out = []
     file_fmt = None if fmt == "auto" else fmt
+    template_checked = False
     for row, rec in iter_rows(path):
         row_fmt = file_fmt or detect_format(rec)
         where = f"{path}:{row}"
@@ -92,6 +99,14 @@ def encode_file(path: Path, tokenizer, *, fmt: str = "auto", system_prompt: str 
                 msgs = to_messages(rec, row_fmt, system_prompt=system_prompt)
                 if not any(m["role"] == "assistant" for m in msgs):
                     raise ConversionError("conversation has no assistant turn to learn from", "messages")
+                if uses_tools(msgs):  # tool-calling rows: a template that shows tools, and well-formed calls
+                    if not template_checked:
+                        require_tool_template(tokenizer, where, row)
+                        template_checked = True
+                    bad = [p for p in lint_conversation(msgs, row_fmt, conversion_offset(rec, row_fmt, msgs))
+                           if RULES[p.rule].severity == "error"]
+                    if bad:
+                        raise ConversionError(bad[0].message, bad[0].field)
                 out.append(encode_conversation(tokenizer, msgs, assistant_only))
         except ConversionError as e:
             raise UserError(f"{Path(path).name} row {row}, field {e.field or '?'}: {e}", where=where,
