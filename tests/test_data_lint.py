@@ -42,7 +42,8 @@ CASES = [
     ("bad_columns.csv", {("csv.columns", 2)}, "alpaca"),
     ("bad_utf8.csv", {("encoding.invalid_utf8", 2)}, "alpaca"),
     ("missing_keys.jsonl", {("keys.missing", 2), ("keys.missing", 3), ("keys.missing", 4)}, "messages"),
-    ("unknown_role.jsonl", {("roles.unknown", 2), ("roles.unknown", 3)}, "messages"),
+    # row 3's tool turn is a tool result with no call before it (tool rows train since issue 14: ftwizard.data.tools)
+    ("unknown_role.jsonl", {("roles.unknown", 2), ("tools.result_orphan", 3)}, "messages"),
     ("role_order.jsonl", {("roles.order", 1), ("roles.order", 2), ("roles.order", 3), ("roles.order", 4)}, "messages"),
     ("empty_content.jsonl", {("content.empty", 1), ("content.empty", 2), ("content.empty", 4)}, "messages"),
     ("non_string_content.jsonl", {("content.not_string", 1), ("content.not_string", 2)}, "messages"),
