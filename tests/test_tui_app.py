@@ -152,7 +152,7 @@ async def test_hyperparameters_validate_warn_and_save(cwd_tmp):
     saved = load_config(cwd_tmp / "out.yaml")
     assert saved.training.learning_rate == 5e-3
     assert saved.training.max_steps == app.state.config.training.max_steps
-    assert "# LoRA 1e-4 to 2e-4" in (cwd_tmp / "out.yaml").read_text()  # commented YAML
+    assert "LoRA 1e-4 to 2e-4" in (cwd_tmp / "out.yaml").read_text()  # commented YAML (the field description)
 
 
 async def test_save_never_overwrites_without_a_second_enter(cwd_tmp):
