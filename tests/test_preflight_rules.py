@@ -331,6 +331,7 @@ def test_online_wandb_without_a_login_is_a_warning(monkeypatch, tmp_path):
 def test_every_rule_is_tested_and_documented():
     here = Path(__file__).read_text() + (Path(__file__).parent / "test_preflight_scenarios.py").read_text() \
         + (Path(__file__).parent / "test_preflight_balance.py").read_text() \
+        + (Path(__file__).parent / "test_preflight_preference.py").read_text() \
         + (FIXTURES / "scenarios.yaml").read_text()
     doc = (Path(__file__).resolve().parent.parent / "docs" / "preflight-rules.md").read_text()
     for rule_id, rule in RULES.items():

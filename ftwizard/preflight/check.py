@@ -99,21 +99,26 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
         def get_tokenizer():
             if ctx.tokenizer is None:
                 try:
-                    ctx.tokenizer = _preserving_env(inputs.load_tokenizer, cfg.model.base, cfg.model.trust_remote_code)
+                    ctx.tokenizer = _preserving_env(inputs.load_tokenizer, cfg.model.base, cfg.model.trust_remote_code,
+                                                    template)
                 except UserError as e:
                     raise _NoTokenizer(e) from None
                 timings["tokenizer"] = round(time.perf_counter() - t, 3)
             return ctx.tokenizer
 
-        tok_key = (cfg.model.base, cfg.model.trust_remote_code)
+        template = inputs.template_choice(cfg)  # data.chat_template, as the trainer applies it
+        from ftwizard.data.chat_templates import cache_key
+
+        tok_key = (cfg.model.base, cfg.model.trust_remote_code) + ((cache_key(template),) if template else ())
         try:
             ctx.train = inputs.data_facts(Path(cfg.data.train), get_tokenizer, tok_key,
                                           system_prompt=cfg.data.system_prompt, eval_path=cfg.data.eval,
-                                          role="train", cached_only=data == "cached")
+                                          role="train", cached_only=data == "cached",
+                                          objective=cfg.training.objective)
             if cfg.data.eval is not None:
                 ctx.eval = inputs.data_facts(Path(cfg.data.eval), get_tokenizer, tok_key,
                                              system_prompt=cfg.data.system_prompt, role="eval",
-                                             cached_only=data == "cached")
+                                             cached_only=data == "cached", objective=cfg.training.objective)
         except _NoTokenizer as e:
             _model_unavailable(ctx, e.error)
         except UserError as e:
@@ -145,7 +150,8 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
     # 5. the rules
     for rule_fn in (g.device_and_precision, g.trackers, g.memory, g.budget, g.lint_findings, g.duplicates, g.imbalance, g.eos,
                     g.chat_markup, g.truncation,
-                    g.too_few, g.eval_set, g.learning_rate, g.epochs, g.warmup, g.batch, g.steps, g.lora, g.clipping):
+                    g.too_few, g.eval_set, g.learning_rate, g.epochs, g.warmup, g.batch, g.steps, g.lora, g.clipping,
+                    g.preference_data, g.preference_beta, g.kto):
         rule_fn(ctx)
     lap("rules", t)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ftwizard.config import RunConfig
+from ftwizard.config import RunConfig, default_learning_rate
 from ftwizard.preflight.report import Finding, Report
 from ftwizard.preflight.rules import ERROR, INFO, WARNING
 
@@ -71,6 +72,8 @@ def _g(x: float) -> str:
 
 # ---- hyperparameters ------------------------------------------------------------------------
 def learning_rate(ctx: Context) -> None:
+    if ctx.cfg.training.objective != "sft":
+        return preference_lr(ctx)  # SFT's ranges would call a good DPO rate "too low"
     lr, method = ctx.cfg.training.learning_rate, ctx.cfg.model.method
     field_ = "training.learning_rate"
     large = ctx.total_params is not None and ctx.total_params >= LARGE_MODEL
@@ -545,7 +548,8 @@ def imbalance(ctx: Context) -> None:
 
 # lint rules whose findings the guardrails above already report, with the run's own thresholds
 ABSORBED = {"length.over_max", "eval.overlap", "template.no_eos", "data.too_few", "tokens.skipped"}
-ABSORBED_TRAIN = {"dup.exact", "dup.near", "labels.imbalance"}  # duplicates() and imbalance() judge these
+ABSORBED_TRAIN = {"dup.exact", "dup.near", "labels.imbalance",  # duplicates() and imbalance() judge these
+                  "pref.kto_balance"}  # kto() judges the balance with the configured weights
 
 
 def lint_findings(ctx: Context) -> None:
@@ -575,3 +579,157 @@ def lint_findings(ctx: Context) -> None:
             ctx.add(f"lint.{rule_id}", ERROR if is_error else INFO, f"{where}{first.message}{more}",
                     first.hint + (f"; every finding: `ftwizard lint {facts.path}`" if n > 1 else ""),
                     field=side if not first.field else f"{side} {first.field}", file=facts.path, rows=rows, count=n)
+
+
+# ---- preference objectives (DPO, ORPO, KTO) ---------------------------------------------------------
+# The typical ranges and factors live in ftwizard.preference_guidance (one home, with their sources).
+PREFERENCE_FORMATS = ("preference", "kto")
+
+
+def preference_lr(ctx: Context) -> None:
+    """A learning rate far above the objective's typical range (an SFT rate, usually) wrecks a preference run: the
+    policy leaves the reference in a few steps and both answers' rewards collapse. Warning above 3x the typical top,
+    error at 20x or more; a warning below a tenth of the bottom (the run barely moves)."""
+    from ftwizard import preference_guidance as pg
+
+    t, method = ctx.cfg.training, ctx.cfg.model.method
+    g = pg.guide(t.objective)
+    low, high = g.lr_range(method)
+    lr, f = t.learning_rate, "training.learning_rate"
+    good = default_learning_rate(t.objective, method)
+    name = t.objective.upper()
+    how = "full fine-tuning" if method == "full" else ("QLoRA" if method == "qlora" else "LoRA")
+    usual = f"{name} with {how} usually trains at {_g(low)} to {_g(high)}"
+    ratio = lr / high
+    eps = 1e-9  # 5e-5 * 20 is 1.0000000000000002e-3 in floats: compare ratios with a hair of slack
+    if ratio >= pg.LR_ERROR_FACTOR - eps:
+        ctx.add("pref.lr", ERROR, f"learning rate {_g(lr)} is {lr / high:.0f}x the top of the usual range: {usual} "
+                f"(an order or two below SFT); at this rate the model leaves the reference within a few steps and "
+                "degenerates", f"set {f}: {_g(good)}", field=f, edit={f: good})
+    elif ratio > pg.LR_WARN_FACTOR + eps:
+        ctx.add("pref.lr", WARNING, f"learning rate {_g(lr)} is {lr / high:.1f}x the top of the usual range: {usual}; "
+                "preference objectives train 10-100x below SFT", f"set {f}: {_g(good)}", field=f, edit={f: good})
+    elif lr / low < pg.LR_LOW_FACTOR - eps:
+        ctx.add("pref.lr", WARNING, f"learning rate {_g(lr)} is below a tenth of the usual range ({usual}): the "
+                "rewards will barely move", f"set {f}: {_g(good)}", field=f, edit={f: good})
+    elif not low <= lr <= high:
+        ctx.add("pref.lr", INFO, f"learning rate {_g(lr)} is outside the usual range ({usual})",
+                "fine for a first try; watch the reward margins", field=f)
+
+
+def preference_beta(ctx: Context) -> None:
+    """beta (ORPO: lambda) outside the range the papers and TRL use."""
+    from ftwizard import preference_guidance as pg
+
+    t, p = ctx.cfg.training, ctx.cfg.preference
+    if t.objective == "sft":
+        return
+    g = pg.guide(t.objective)
+    low, high = g.beta_range
+    f = "preference.beta"
+    what = "lambda (the weight of the odds-ratio term)" if t.objective == "orpo" else "beta"
+    if p.beta < low:
+        why = ("the preference term barely counts; the run is plain SFT" if t.objective == "orpo" else
+               "almost nothing holds the model near the reference: it drifts and can degenerate")
+        ctx.add("pref.beta", WARNING, f"{t.objective.upper()} {what} {_g(p.beta)} is below {_g(low)}: {why}",
+                f"set {f}: {_g(g.beta)} (the papers' default)", field=f, edit={f: g.beta})
+    elif p.beta > high:
+        why = ("the preference term outweighs the SFT term" if t.objective == "orpo" else
+               "the model is held so close to the reference that it hardly learns the preference")
+        ctx.add("pref.beta", WARNING, f"{t.objective.upper()} {what} {_g(p.beta)} is above {_g(high)}: {why}",
+                f"set {f}: {_g(g.beta)} (the papers' default)", field=f, edit={f: g.beta})
+
+
+def _data_format(ctx: Context, facts, path) -> str | None:
+    """The data file's format: the lint's when it ran, else the first row's (cheap)."""
+    if facts is not None and getattr(facts.lint, "format", None):
+        return facts.lint.format
+    try:
+        from ftwizard.data.formats import detect_format
+        from ftwizard.data.loading import iter_records
+
+        for rec in iter_records(path):
+            if rec.value is not None:
+                return detect_format(rec.value)
+    except Exception:  # noqa: BLE001 - an unreadable file is data.missing's finding
+        return None
+    return None
+
+
+def preference_data(ctx: Context) -> None:
+    """A preference objective needs preference data (SFT on preference data is the lint's format.preference)."""
+    t = ctx.cfg.training
+    if t.objective == "sft" or not ctx.cfg.data.train:
+        return
+    for facts, side, path in ((ctx.train, "data.train", ctx.cfg.data.train), (ctx.eval, "data.eval", ctx.cfg.data.eval)):
+        if path is None or not Path(path).is_file():
+            continue
+        fmt = _data_format(ctx, facts, path)
+        if fmt is None or fmt in PREFERENCE_FORMATS:
+            continue
+        ctx.add("pref.data", ERROR, f"training.objective is {t.objective} but {side} holds {fmt} rows, not preference "
+                f"data: {t.objective.upper()} learns from {'labelled answers or pairs' if t.objective == 'kto' else 'pairs'} "
+                "(prompt/chosen/rejected" + (", or prompt/completion/label" if t.objective == "kto" else "") + ")",
+                "set training.objective: sft for this data, or point the data at a preference file",
+                field=side, file=str(path), edit={"training.objective": "sft"})
+
+
+def _kto_counts(ctx: Context) -> tuple[int, int] | None:
+    """(desirable, undesirable) rows of the training file: from the lint's stats when it has them, else counted
+    (a pair counts once on each side)."""
+    facts = ctx.train
+    stats = (getattr(facts.lint, "stats", None) or {}).get("preference") if facts is not None else None
+    if stats and stats.get("desirable") is not None and stats.get("undesirable") is not None:
+        return int(stats["desirable"]), int(stats["undesirable"])
+    try:
+        from ftwizard.data.formats import _kto_label, detect_format
+        from ftwizard.data.loading import iter_records
+
+        good = bad = 0
+        for rec in iter_records(Path(ctx.cfg.data.train)):
+            fmt = detect_format(rec.value) if rec.value is not None else None
+            if fmt == "preference":
+                good, bad = good + 1, bad + 1
+            elif fmt == "kto":
+                if _kto_label(rec.value["label"]):
+                    good += 1
+                else:
+                    bad += 1
+        return (good, bad) if good or bad else None
+    except Exception:  # noqa: BLE001 - an unreadable file is data.missing's finding
+        return None
+
+
+def kto(ctx: Context) -> None:
+    """KTO's own limits: a micro-batch of 2+ (its KL term pairs each answer with another prompt's in the batch;
+    TRL refuses 1), and the weighted balance of desirable to undesirable answers (KTO paper: [1, 4/3])."""
+    from ftwizard import preference_guidance as pg
+
+    cfg = ctx.cfg
+    if cfg.training.objective != "kto":
+        return
+    if cfg.training.batch_size < 2:
+        ctx.add("pref.kto_batch", ERROR, f"KTO with training.batch_size {cfg.training.batch_size}: its KL estimate "
+                "pairs each answer with another prompt's in the same micro-batch, so it needs 2 or more",
+                "set training.batch_size: 2 (or more)", field="training.batch_size", edit={"training.batch_size": 2})
+    counts = _kto_counts(ctx)
+    if not counts:
+        return
+    good, bad = counts
+    p = cfg.preference
+    if good == 0 or bad == 0:
+        ctx.add("pref.kto_balance", WARNING, f"the KTO data has {good:,} desirable and {bad:,} undesirable answers: "
+                "with only one kind, KTO cannot contrast them", "add answers of the missing kind (or use SFT on the "
+                "good ones)", field="data.train", file=str(cfg.data.train))
+        return
+    ratio = p.desirable_weight * good / (p.undesirable_weight * bad)
+    lo, hi = pg.KTO_WEIGHT_RATIO
+    if lo <= ratio <= hi:
+        return
+    # the desirable weight that brings the ratio to the middle of [1, 4/3], keeping undesirable_weight
+    want = round(p.undesirable_weight * bad * (lo + hi) / 2 / good, 3)
+    ctx.add("pref.kto_balance", WARNING, f"KTO balance: desirable_weight {_g(p.desirable_weight)} x {good:,} desirable "
+            f"/ (undesirable_weight {_g(p.undesirable_weight)} x {bad:,} undesirable) = {ratio:.2f}; the KTO paper "
+            "keeps it between 1 and 4/3, else one kind of answer dominates the loss",
+            f"set preference.desirable_weight: {want:g}", field="preference.desirable_weight",
+            edit={"preference.desirable_weight": want})

@@ -55,8 +55,11 @@ def _local_folder(base: str) -> Path | None:
     return None
 
 
-def load_tokenizer(base: str, trust_remote_code: bool = False):
-    """The base model's tokenizer, cached per process (see the module docstring for the fast path)."""
+def load_tokenizer(base: str, trust_remote_code: bool = False, chat_template: str | None = None):
+    """The base model's tokenizer, cached per process (see the module docstring for the fast path).
+    `chat_template`: data.chat_template applied to (a copy of) it, as the trainer will (None: as it is)."""
+    if chat_template is not None:
+        return _with_template(base, trust_remote_code, chat_template)
     key = (base, trust_remote_code)
     with _LOCK:
         tok = _TOKENIZERS.get(key)
@@ -87,6 +90,35 @@ def load_tokenizer(base: str, trust_remote_code: bool = False):
     with _LOCK:
         _TOKENIZERS[key] = tok
     return tok
+
+
+def _with_template(base: str, trust_remote_code: bool, choice: str):
+    from ftwizard.data import chat_templates as ct
+
+    key = (base, trust_remote_code, ct.cache_key(choice))
+    with _LOCK:
+        tok = _TOKENIZERS.get(key)
+    if tok is not None:
+        return tok
+    tok = load_tokenizer(base, trust_remote_code)
+    if ct.resolve(choice, tok) is not None:  # a template other than the model's own: on a copy
+        import copy
+
+        tok = copy.deepcopy(tok)
+        ct.apply_template(tok, choice)
+    with _LOCK:
+        _TOKENIZERS[key] = tok
+    return tok
+
+
+def template_choice(cfg: RunConfig) -> str | None:
+    """The data.chat_template the trainer applies to this run's data (None: plain text rows need none)."""
+    from ftwizard.data.chat_templates import needs_template
+
+    try:
+        return cfg.data.chat_template if needs_template(cfg.data.train, cfg.data.format) else None
+    except OSError:
+        return cfg.data.chat_template
 
 
 # ---- data facts --------------------------------------------------------------------------
@@ -228,7 +260,8 @@ def facts_key(path: Path, tok_key: tuple, system_prompt: str | None, eval_path: 
 
 
 def data_facts(path: Path, get_tokenizer, tok_key: tuple, *, system_prompt: str | None = None,
-               eval_path: Path | None = None, role: str = "train", cached_only: bool = False) -> DataFacts | None:
+               eval_path: Path | None = None, role: str = "train", cached_only: bool = False,
+               objective: str | None = None) -> DataFacts | None:
     """Lint one file with the model's tokenizer (no max length) and scan it for chat markup.
 
     Cached in memory and on disk (so `ftwizard check` then `ftwizard train` lints once);
@@ -236,7 +269,7 @@ def data_facts(path: Path, get_tokenizer, tok_key: tuple, *, system_prompt: str 
     linted in full (duplicates, PII, decontamination against the eval file); the eval file
     only for what would stop or skew the run. With `cached_only`, returns None instead of linting."""
     fingerprint = tokenizer_fingerprint(tok_key[0])
-    key = facts_key(path, tok_key + (fingerprint,), system_prompt, eval_path, role)
+    key = facts_key(path, tok_key + (fingerprint,), system_prompt, eval_path, role) + (objective,)
     with _LOCK:
         hit = _FACTS.get(key)
     if hit is not None:
@@ -260,7 +293,8 @@ def data_facts(path: Path, get_tokenizer, tok_key: tuple, *, system_prompt: str 
     kind = file_kind(path)
     full = role == "train"
     opts = LintOptions(tokenizer=tokenizer, model=tok_key[0], max_length=None, task_type=None,
-                       eval_path=eval_path if full else None, system_prompt=system_prompt, dedup=full, pii=full)
+                       eval_path=eval_path if full else None, system_prompt=system_prompt, dedup=full, pii=full,
+                       objective=objective)  # the lint judges preference rows by the run's objective (h14b)
     linter = _RowTrackingLinter(opts, str(path), kind)
     scan = MarkupScan()
     for rec in iter_records(path, kind):

@@ -151,6 +151,32 @@ _RULES = [
     Rule("clip.max_grad_norm", WARNING, "gradient clipping effectively off",
          "training.max_grad_norm above 10 (guidance: ~0.3-1.0)", "guidance", "Hyperparameters",
          "without clipping one bad batch can blow up the weights"),
+    # ---- preference objectives (DPO, ORPO, KTO; ranges in ftwizard.preference_guidance) ----------------------
+    Rule("pref.data", ERROR, "a preference objective on data that is not preference data",
+         "training.objective dpo/orpo needs prompt/chosen/rejected rows; kto needs prompt/completion/label rows or "
+         "pairs (the format of the lint, or of the first row)", "trainer", "ftwizard.training.preference",
+         "the preference trainers cannot read SFT rows: the run stops after loading the model"),
+    Rule("pref.lr", WARNING, "learning rate far from the objective's usual range",
+         "above 3x the top of the objective's typical range a warning, at 20x or more an error; below a tenth of the "
+         "bottom a warning; between the range and these limits info. Typical: DPO LoRA 5e-6..5e-5, full "
+         "5e-7..1e-6; ORPO LoRA 8e-6..5e-5, full 1e-6..1e-5; KTO LoRA 5e-6..5e-5, full 5e-7..5e-6",
+         "literature", "DPO paper arXiv:2305.18290; Zephyr arXiv:2310.16944; alignment-handbook zephyr-7b-beta "
+         "QLoRA DPO recipe; ORPO paper arXiv:2403.07691; Labonne 2024 (ORPO); KTO paper arXiv:2402.01306; TRL 1.16",
+         "an SFT learning rate (20x the top) moves the policy off the reference within a few steps: the rewards of "
+         "both answers collapse and the model degenerates"),
+    Rule("pref.beta", WARNING, "beta outside the usual range",
+         "DPO/KTO beta below 0.01 or above 0.5; ORPO lambda below 0.05 or above 1.0 (0.1 is every paper's and "
+         "TRL's default)", "literature", "DPO paper, Zephyr, alignment-handbook (beta 0.01), ORPO paper (lambda "
+         "0.1..1.0 studied), KTO paper",
+         "a tiny beta lets the model drift from the reference (or, for ORPO, turns the run into plain SFT); a huge "
+         "one holds it so close that it learns little"),
+    Rule("pref.kto_batch", ERROR, "KTO with a micro-batch of 1",
+         "training.objective kto needs training.batch_size >= 2", "trainer", "TRL KTOTrainer",
+         "KTO's KL estimate pairs each answer with another prompt's in the same micro-batch; TRL refuses a batch of 1"),
+    Rule("pref.kto_balance", WARNING, "KTO desirable/undesirable balance off",
+         "desirable_weight x n_desirable / (undesirable_weight x n_undesirable) outside [1, 4/3], or one kind "
+         "missing", "literature", "KTO paper arXiv:2402.01306 (and TRL's KTOTrainer check)",
+         "outside that range one kind of answer dominates the loss; the fix sets desirable_weight"),
     Rule("memory.checkpointing_off", WARNING, "gradient checkpointing off while memory is tight",
          "estimated peak above 90 % of the device's memory with training.gradient_checkpointing false",
          "guidance", "Hyperparameters",
