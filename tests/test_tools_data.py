@@ -12,7 +12,7 @@ from ftwizard.data.formats import to_messages
 from ftwizard.data.lint import LintOptions, lint_file
 from ftwizard.data.tools import Conversation, _minimal_schema_errors, lint_conversation, row_has_tools, schema_errors
 from ftwizard.errors import UserError
-from tests.helpers import write_jsonl
+from helpers import write_jsonl
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city.",
@@ -236,3 +236,41 @@ def test_sample_data_lints_clean_with_chatml(chatml):
         assert not [r for r in rep.counts if r.startswith("tools.")]
         t = rep.to_dict()["stats"]["tools"]
         assert t["calls"] > 0 and set(t["names"]) == {"get_weather", "calculate", "convert_units"}
+
+
+# ------------------------------------------------------------------ eval scoring
+
+def test_tool_call_parsing_and_scores():
+    from ftwizard.evaluation.toolcalls import ToolSample, parse_calls, score
+
+    good = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    assert parse_calls(good) == ([{"name": "get_weather", "arguments": {"city": "Paris"}}], True)
+    assert parse_calls('{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}')[0][0]["arguments"] == {"city": "Paris"}
+    assert parse_calls("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": ")[1] is False  # cut off
+    assert parse_calls("It is sunny.") == ([], True)
+    expected = [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    samples = [ToolSample(i, [], expected, "") for i in range(4)] + [ToolSample(9, [], None, "Hello!")]
+    outputs = [good,                                                                  # right tool, right arguments
+               good.replace("Paris", "Lyon"),                                         # right tool, wrong arguments
+               '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"</tool_call>',  # not JSON
+               "Sorry, I cannot check the weather.",                                  # no call at all
+               "Hello!"]                                                              # plain row, no call: right
+    s = score(samples, outputs)
+    assert s["metrics"] == {"tool_name_accuracy": 0.5, "tool_args_exact": 0.25, "tool_json_valid": 0.5,
+                            "tool_no_call_accuracy": 1.0}
+    assert s["counts"] == {"call_rows": 4, "plain_rows": 1} and [x["correct"] for x in s["samples"]] == [True, False, False, False, True]
+
+
+def test_eval_samples_cut_tool_rows_at_the_first_assistant_turn(tmp_path):
+    from ftwizard.evaluation.samples import load_samples
+    from ftwizard.evaluation.toolcalls import load_tool_samples
+
+    plain = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    ends_at_call = row({"role": "assistant", "content": None, "tool_calls": [call()]})
+    path = write_jsonl(tmp_path / "e.jsonl", [plain, ROUND_TRIP, ends_at_call])
+    ts = load_tool_samples(path)
+    assert [t.row for t in ts] == [2, 3] and ts[0].expected == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert ts[0].prompt.tools == [WEATHER] and [m["role"] for m in ts[0].prompt] == ["user"]
+    gen = load_samples(path)  # the generation eval's reference for a row ending at its call is the call itself
+    assert gen[2].reference == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    assert gen[1].prompt.tools == [WEATHER]

@@ -198,7 +198,7 @@ def build_summary(eval_dir: Path, planned: list[str] | None = None, primary: str
     present = {k for r in ordered for k, v in r["metrics"].items() if v is not None}
     primary = primary if primary and primary in present else M.PRIMARY.get(task, "rouge_l")
     customs = sorted(k for k in present if k.startswith("custom:"))
-    columns = [primary] + [c for c in customs + M.TASK_METRICS.get(task, []) + ["exact_match", "eval_loss",
+    columns = [primary] + [c for c in customs + M.TASK_METRICS.get(task, []) + M.TOOL_METRICS + ["exact_match", "eval_loss",
                                                                                 "perplexity", "probe_score"]
                            if c != primary]
     columns = [c for c in columns if c in present] or columns

@@ -134,7 +134,8 @@ class Engine:
 
     # ---- generation ---------------------------------------------------------------
     def render_prompt(self, turns: list[dict[str, str]]) -> str:
-        return self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        tools = getattr(turns, "tools", None) or None  # tool rows: ftwizard.data.tools.Conversation
+        return self.tokenizer.apply_chat_template(list(turns), tools=tools, tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts: list[list[dict[str, str]]], max_new_tokens: int, batch_size: int = 8,
                  progress: Progress | None = None, with_stops: bool = False):

@@ -56,6 +56,12 @@ METRICS: dict[str, tuple[str, bool]] = {
     "stop_rate": ("share of outputs that ended their turn (end-of-turn token) before the token limit", True),
     "loop_rate": ("share of outputs that repeat themselves (half or more of their word 4-grams are repeats)", False),
     "length_ratio": ("median output length / reference length, in words (1.0 = as long as the reference)", False),
+    # held-out tool-calling rows (ftwizard.evaluation.toolcalls, h14c)
+    "tool_name_accuracy": ("of the rows that should call a tool, the share whose output calls the same tool(s)", True),
+    "tool_args_exact": ("of the rows that should call a tool, the share whose calls match name and arguments "
+                        "(parsed JSON equal)", True),
+    "tool_json_valid": ("of the rows that should call a tool, the share whose output holds a call that parses as JSON", True),
+    "tool_no_call_accuracy": ("of the rows that should answer plainly, the share whose output makes no tool call", True),
 }
 
 TASKS = ("math", "json", "label", "text")
@@ -67,6 +73,8 @@ TASK_METRICS = {
     "text": ["rouge_l", "chrf"],
 }
 BEHAVIOUR = ["stop_rate", "loop_rate", "length_ratio"]
+# tool-calling rows (ftwizard.evaluation.toolcalls); columns only when the eval file has them
+TOOL_METRICS = ["tool_name_accuracy", "tool_args_exact", "tool_json_valid", "tool_no_call_accuracy"]
 LABEL_MAX_WORDS = 3
 LABEL_MAX_CHARS = 40
 LABEL_MAX_CLASSES = 20      # more distinct short answers than this is not "a small set of labels"

@@ -198,6 +198,9 @@ def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSa
         probe_s = time.perf_counter() - t0
 
     headline = dict(scores.metrics)
+    tool_calls = _tool_calls(engine, spec, batch, progress("tools"))  # rows that use tools (h14c)
+    if tool_calls is not None:
+        headline.update({k: v for k, v in tool_calls["metrics"].items() if v is not None})
     headline["eval_loss"] = loss
     headline["perplexity"] = M.perplexity(loss)
     if probe is not None:
@@ -220,6 +223,7 @@ def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSa
         "metrics": headline,
         "details": details,
         "probe": probe,
+        "tool_calls": tool_calls,
         "max_new_tokens": max_new,
         "rows": row_values,
         "samples": [{"row": s.row, "input": s.input_text, "reference": s.reference, "output": o, "stopped": st,
@@ -232,6 +236,16 @@ def evaluate_model(engine, model: dict[str, Any], key: str, samples: list[EvalSa
         "threads": _threads(),
         "created_at": time.time(),
     }
+
+
+def _tool_calls(engine, spec: dict[str, Any], batch: int, progress) -> dict[str, Any] | None:
+    """Call-name accuracy, argument exact match and JSON validity on the held-out rows that use tools
+    (ftwizard.evaluation.toolcalls); None when no row does."""
+    from ftwizard.evaluation import toolcalls
+
+    samples = toolcalls.load_tool_samples(Path(spec["eval_file"]), spec.get("format", "auto"), spec.get("system_prompt"),
+                                          spec.get("max_samples"))
+    return toolcalls.evaluate(engine, samples, batch, progress) if samples else None
 
 
 def _threads() -> int | None:

@@ -53,12 +53,20 @@ def load_samples(path: Path, fmt: str = "auto", system_prompt: str | None = None
         if last is None:
             raise UserError(f"{Path(path).name} row {row}: no assistant turn to compare against", where=f"{path}:{row}",
                             fix="every held-out row needs a reference answer")
-        out.append(EvalSample(row=row, prompt=msgs[:last], reference=msgs[last]["content"]))
+        ref = msgs[last]["content"] or _calls_text(msgs[last])  # a turn that only calls a tool (ftwizard.data.tools)
+        out.append(EvalSample(row=row, prompt=msgs[:last], reference=ref))
         if max_samples and len(out) >= max_samples:
             break
     if not out:
         raise UserError(f"{path} has no rows to evaluate", fix="check the held-out file")
     return out
+
+
+def _calls_text(turn: dict) -> str:
+    """An assistant turn's tool calls as the Hermes/ChatML template writes them."""
+    from ftwizard.data.tools import call_text
+
+    return "\n".join(f"<tool_call>\n{call_text(c)}\n</tool_call>" for c in turn.get("tool_calls") or [])
 
 
 def with_few_shot(samples: list[EvalSample], shots: list[EvalSample]) -> list[EvalSample]:
