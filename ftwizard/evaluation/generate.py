@@ -29,7 +29,7 @@ Progress = Callable[[int, int], None]
 
 class Engine:
     def __init__(self, base_path: str, method: str = "lora", trust_remote_code: bool = False,
-                 device: str = "auto", log=print):
+                 device: str = "auto", log=print, tokenizer_path: str | None = None, chat_template: str = "auto"):
         import torch
         from transformers import AutoTokenizer
 
@@ -42,7 +42,13 @@ class Engine:
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
             self.dtype = torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=trust_remote_code)
+        # A run's saved tokenizer (adapter/ or model/) carries the chat template it trained with and any tokens
+        # the template added; without a run, the base's own, with data.chat_template applied as training would
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or base_path, trust_remote_code=trust_remote_code)
+        if tokenizer_path is None:
+            from ftwizard.data.chat_templates import apply_template
+
+            apply_template(self.tokenizer, chat_template)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
@@ -69,6 +75,9 @@ class Engine:
         if self.device == "cuda":
             kwargs["device_map"] = {"": 0}
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        from ftwizard.models.vocab import fit_embeddings
+
+        fit_embeddings(model, self.tokenizer)  # rows for a chat template's added tokens, before any adapter
         model.eval()
         gen = model.generation_config
         gen.pad_token_id = self.tokenizer.pad_token_id

@@ -154,6 +154,7 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
         "train_file": str(cfg.data.train) if cfg.data.train else None,
         "format": cfg.data.format,
         "system_prompt": cfg.data.system_prompt,
+        "chat_template": cfg.data.chat_template,
         "max_length": cfg.data.max_length,
         "max_samples": max_samples,
         "batch_size": batch_size,

@@ -53,7 +53,18 @@ def result_key(spec: dict[str, Any], model: dict[str, Any], eval_digest: str) ->
         "kind": model["kind"], "few_shot": model.get("few_shot", 0), "weights": weights_stamp(model.get("path")),
         "task": spec.get("task"), "task_type": spec.get("task_type"), "scorer": spec.get("scorer"),
     }
+    if spec.get("chat_template", "auto") != "auto":  # the base renders with another template (h14d)
+        ident["chat_template"] = spec["chat_template"]
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_tokenizer_folder(spec: dict[str, Any]) -> str | None:
+    """The tokenizer the run saved with its adapter or model (its chat template, any added tokens); every model
+    of a run, the base included, is scored with it. None: no trained model in the spec (a baseline)."""
+    for m in spec["models"]:
+        if m.get("path") and (Path(m["path"]) / "tokenizer_config.json").is_file():
+            return m["path"]
+    return None
 
 
 def existing_result(path: Path, key: str) -> dict[str, Any] | None:
@@ -107,7 +118,8 @@ def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=prin
         if engine is None:
             base_path = resolve_base(spec["base"], log=log)
             engine = Engine(base_path, spec["method"], spec.get("trust_remote_code", False), spec.get("device", "auto"),
-                            log=log)
+                            log=log, tokenizer_path=run_tokenizer_folder(spec),
+                            chat_template=spec.get("chat_template", "auto"))
             writer.write("eval", event="engine", device=engine.device, precision=engine.precision, base=base_path)
         set_status(current=m["id"], models_done=len(models) - len(todo) + n - 1, models_total=len(models))
         res = evaluate_model(engine, m, key, samples, task, spec, probe_items, writer, log, scorer=scorer)

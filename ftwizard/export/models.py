@@ -44,6 +44,9 @@ def load_base(src: RunSource, base_path: str, quantised: bool = False):
     if device() == "cuda":
         kw["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(base_path, **kw)
+    from ftwizard.models.vocab import fit_embeddings
+
+    fit_embeddings(model, str(src.artifact))  # rows for tokens the run's chat template added (before the adapter)
     return model.eval()
 
 

@@ -108,7 +108,10 @@ class ChatModel:
         self.target, self.log = target, log
         self.base_path = resolve_base(target.base, log=log)
         t0 = time.perf_counter()
-        self.engine = Engine(self.base_path, target.method, target.trust_remote_code, target.device, log=log)
+        # the run's saved tokenizer: its chat template and added tokens (a base without a template, h14d)
+        tok_path = target.path if target.kind != "base" else None
+        self.engine = Engine(self.base_path, target.method, target.trust_remote_code, target.device, log=log,
+                             tokenizer_path=tok_path)
         if target.kind == "base":
             self.engine.use("base", None, BASE_ID)
         else:
@@ -159,7 +162,8 @@ class ChatModel:
             from ftwizard.evaluation.generate import Engine
 
             self.log("loading the base model for comparison (a full fine-tune has no adapter to switch off)")
-            self._base_engine = Engine(self.base_path, "full", self.target.trust_remote_code, self.target.device)
+            self._base_engine = Engine(self.base_path, "full", self.target.trust_remote_code, self.target.device,
+                                       tokenizer_path=self.target.path)
             self._base_engine.use("base", None, BASE_ID)
         return self._base_engine.model, contextlib.nullcontext()
 

@@ -109,9 +109,12 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, st
     tok = AutoTokenizer.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    if tok.chat_template is None:
-        raise UserError(f"the base model {cfg.model.base} has no chat template, so chat data cannot be formatted",
-                        where="model.base", fix="use an instruct/chat model, or train plain `text` rows")
+    # The chat template (data.chat_template; ChatML for a base without one): may add special tokens whose
+    # embedding rows are created below and train (ftwizard.data.chat_templates, ftwizard.models.vocab)
+    from ftwizard.data.chat_templates import apply_template, needs_template
+
+    template = apply_template(tok, cfg.data.chat_template, needed=needs_template(cfg.data.train, cfg.data.format))
+    tok.ftwizard_template = template
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
     method = cfg.model.method
     if method == "qlora":
@@ -135,6 +138,14 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, st
         apply_liger(model)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
+    model.ftwizard_token_ids = []  # rows that train as trainable tokens under LoRA (lora_config reads them)
+    if template.trained_tokens:
+        from ftwizard.models.vocab import fit_embeddings
+
+        fit_embeddings(model, tok)  # new rows = the mean row; every loader of the run rebuilds them the same way
+        model.ftwizard_token_ids = template.token_ids(tok)
+        if model.generation_config is not None:
+            model.generation_config.eos_token_id = tok.eos_token_id  # a full run's saved model stops at end of turn
     if method in ("lora", "qlora"):
         from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -151,7 +162,11 @@ def load_model_and_tokenizer(cfg: RunConfig, base_path: str, prec: Precision, st
             if cfg.training.gradient_checkpointing:
                 model.enable_input_require_grads()
         if wrap_peft:
-            model = get_peft_model(model, lora_config(cfg))
+            model = get_peft_model(model, lora_config(cfg, model))
+            if model.get_base_model().ftwizard_token_ids:
+                from ftwizard.models.vocab import prepare_token_training
+
+                prepare_token_training(model)
     return model, tok
 
 
@@ -250,14 +265,20 @@ def build_sft_config(cfg: RunConfig, run: RunDir, prec: Precision, has_eval: boo
     )
 
 
-def lora_config(cfg: RunConfig):
+def lora_config(cfg: RunConfig, model=None):
     """The adapter every LoRA/QLoRA run trains (SFT wraps the model itself; the preference trainers get it as
-    peft_config, so TRL uses the base with the adapter switched off as the reference)."""
+    peft_config, so TRL uses the base with the adapter switched off as the reference). Given the loaded `model`,
+    the chat template's token rows train too (peft trainable tokens: those rows only; a tied output layer
+    follows them)."""
     from peft import LoraConfig
 
+    from ftwizard.models.vocab import trainable_token_indices
+
     lcfg = cfg.lora
+    ids = getattr(model, "ftwizard_token_ids", None) if model is not None else None
     return LoraConfig(r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
-                      bias="none", task_type="CAUSAL_LM")
+                      bias="none", task_type="CAUSAL_LM",
+                      trainable_token_indices=trainable_token_indices(model, ids) if ids else None)
 
 
 def finish_training(trainer, run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, callback, prec,
@@ -340,6 +361,7 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
             speed.used.remove(next(u for u in speed.used if u.startswith("padding-free")))
     writer.write("system", event="speedups", padding_free=padding_free, liger=speed.liger,
                  attention=speed.attention, used=speed.used, not_used=speed.not_used)
+    write_template_event(writer, tok)
     if hasattr(model, "get_nb_trainable_parameters"):
         trainable, total = model.get_nb_trainable_parameters()
     else:
@@ -378,6 +400,15 @@ def train(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag: dict, res
                             fix="use --strategy ddp")
     return finish_training(trainer, run, cfg, writer, stop_flag, callback, prec, resume_from, eval_ds is not None,
                            tok)
+
+
+def write_template_event(writer: EventWriter, tok) -> None:
+    """The chat template a run uses when it is not the model's own (data.chat_template), for the log and monitor."""
+    template = getattr(tok, "ftwizard_template", None)
+    if template is not None and template.changed:
+        writer.write("system", event="chat_template", template=template.source, added_tokens=template.added_tokens,
+                     trained_tokens=template.trained_tokens, end_of_turn=template.end_of_turn,
+                     description=template.describe())
 
 
 class NonFiniteLoss(Exception):
