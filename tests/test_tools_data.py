@@ -118,6 +118,21 @@ def _tmp_jsonl(rows) -> Path:
     return write_jsonl(d / "rows.jsonl", rows)
 
 
+def test_glaive_rows_normalise_too():
+    """glaive-function-calling-v2: functions as JSON in `system`, turns in free text, arguments in single quotes."""
+    g = {"system": "SYSTEM: You are a helpful assistant with access to the following functions. Use them if required -\n"
+                   + json.dumps(WEATHER["function"], indent=4) + "\n",
+         "chat": "USER: Weather in Paris?\n\n\nASSISTANT: <functioncall> {\"name\": \"get_weather\", \"arguments\": "
+                 "'{\"city\": \"Paris\"}'} <|endoftext|>\n\n\nFUNCTION RESPONSE: {\"temp\": 18}\n\n\n"
+                 "ASSISTANT: It is 18 C. <|endoftext|>\n"}
+    m = to_messages(g)
+    assert m.tools == [WEATHER] and [x["role"] for x in m] == ["system", "user", "assistant", "tool", "assistant"]
+    assert m[0]["content"].endswith("Use them if required") and m[4]["content"] == "It is 18 C."
+    assert m[2]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    rep = lint_file(_tmp_jsonl([g]), LintOptions(tokenizer=None, dedup=False, pii=False))
+    assert rep.format == "glaive" and rep.error_count == 0 and not rep.counts.get("keys.unknown"), rep.counts
+
+
 # ------------------------------------------------------------------ lint rules
 
 CASES = {

@@ -22,6 +22,7 @@ FORMAT_KEYS = {
     "alpaca": {"instruction", "input", "output", "system"},
     "prompt_completion": {"prompt", "completion"},
     "text": {"text"},
+    "glaive": {"system", "chat"},  # Glaive function calling (ftwizard.data.tools)
     "preference": {"prompt", "chosen", "rejected", "system"},
     "kto": {"prompt", "completion", "label", "system"},  # ftwizard.data.preference checks both (h14b)
 }

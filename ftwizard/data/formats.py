@@ -39,6 +39,8 @@ def detect_format(row: Any) -> str | None:
         return "prompt_completion"
     if "text" in row and isinstance(row["text"], str):
         return "text"
+    if isinstance(row.get("chat"), str) and "USER:" in row["chat"]:  # Glaive function calling (data.tools)
+        return "glaive"
     return None
 
 
@@ -128,6 +130,8 @@ def to_messages(row: dict[str, Any], fmt: str | None = None, system_prompt: str 
         else:
             msgs = [{"role": "user", "content": _content(prompt, "prompt")},
                     {"role": "assistant", "content": _content(completion, "completion")}]
+    elif fmt == "glaive":
+        msgs = _tools().glaive_messages(row)
     elif fmt == "text":
         raise ConversionError("raw text rows have no conversation; train them as plain text", "text")
     elif fmt == "preference":
@@ -170,5 +174,7 @@ def user_field(fmt: str | None, messages: list[dict] | None, i: int) -> str:
         return "completion" if role == "assistant" else "prompt"
     if fmt == "text":
         return "text"
+    if fmt == "glaive":
+        return "system" if role == "system" else "chat"
     return f"messages[{i}].content"
 

@@ -11,7 +11,7 @@ transformers' `apply_chat_template(messages, tools=tools)` expects it:
 
 Accepted: OpenAI `messages` with `tools` / `tool_calls` / role "tool" (and the legacy `function_call` /
 role "function"); ShareGPT `conversations` in LLaMA-Factory's style (`function_call` and `observation`
-turns, `tools` as a JSON string or a list). Glaive's free-text `chat` format is not read.
+turns, `tools` as a JSON string or a list); Glaive's free-text `system` + `chat` rows (format "glaive").
 
 Light: no transformers import here; the template probe takes a tokenizer that is already loaded.
 """
@@ -19,6 +19,7 @@ Light: no transformers import here; the template probe takes a tokenizer that is
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,6 +225,68 @@ def finish(row: dict, msgs: list[dict]) -> list[dict]:
     return Conversation(msgs, tools)
 
 
+# ---------------------------------------------------------------- Glaive
+
+_GLAIVE_TURN = re.compile(r"(USER:|ASSISTANT:|FUNCTION RESPONSE:)")
+_GLAIVE_ARGS = re.compile(r'"arguments"\s*:\s*\'(.*)\'\s*}\s*$', re.S)
+
+
+def is_glaive(row: Any) -> bool:
+    """Glaive's function-calling rows: free text `chat` with USER: / ASSISTANT: / FUNCTION RESPONSE: turns."""
+    return isinstance(row, dict) and isinstance(row.get("chat"), str) and "USER:" in row["chat"]
+
+
+def glaive_messages(row: dict) -> list[dict]:
+    """A Glaive row (glaive-function-calling-v2: `system` lists the functions as JSON after ' -', `chat` holds
+    the turns, calls as `<functioncall> {"name": ..., "arguments": '{...}'}`) in canonical form."""
+    system = row.get("system") if isinstance(row.get("system"), str) else ""
+    system = system.strip().removeprefix("SYSTEM:").strip()
+    tools: list[dict] = []
+    brace = system.find("{")
+    if brace >= 0:
+        prose, rest = system[:brace].rstrip().rstrip("-").rstrip(), system[brace:]
+        dec, pos = json.JSONDecoder(), 0
+        while pos < len(rest):
+            while pos < len(rest) and rest[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(rest):
+                break
+            try:
+                obj, pos = dec.raw_decode(rest, pos)
+            except ValueError:
+                raise ConversionError("the function list in `system` is not JSON", "system") from None
+            tools.append(obj)
+        system = prose
+    msgs: list[dict] = [{"role": "system", "content": system}] if system else []
+    parts = _GLAIVE_TURN.split(row["chat"])
+    for marker, text in zip(parts[1::2], parts[2::2]):
+        text = text.replace("<|endoftext|>", "").strip()
+        if marker == "USER:":
+            msgs.append({"role": "user", "content": text})
+        elif marker == "FUNCTION RESPONSE:":
+            msgs.append({"role": "tool", "content": text})
+        elif "<functioncall>" in text:
+            words, call = text.split("<functioncall>", 1)
+            call = call.strip()
+            m = _GLAIVE_ARGS.search(call)
+            if m:  # arguments in single quotes: a JSON string written without escaping
+                head = call[: m.start()] + '"arguments": {}}'
+                try:
+                    obj = json.loads(head)
+                except ValueError:
+                    raise ConversionError("a <functioncall> is not JSON", "chat") from None
+                obj["arguments"] = m.group(1)
+            else:
+                try:
+                    obj = json.loads(call)
+                except ValueError:
+                    raise ConversionError("a <functioncall> is not JSON", "chat") from None
+            msgs.append({"role": "assistant", "content": words.strip(), "tool_calls": [normalize_call(obj, "chat")]})
+        else:
+            msgs.append({"role": "assistant", "content": text})
+    return Conversation(msgs, parse_tools(tools, "system"))
+
+
 # ---------------------------------------------------------------- the template
 
 PROBE_TOOL = "zq_probe_lookup"
@@ -362,6 +425,8 @@ class ToolProblem:
 
 def _field(fmt: str | None, i: int, offset: int, sub: str = "") -> str:
     j = i - offset
+    if fmt == "glaive":  # free text: the turn has no path of its own
+        return "chat"
     if fmt == "sharegpt":
         return f"conversations[{j}].value"
     return f"messages[{j}]{sub}"
