@@ -129,12 +129,16 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
     from ftwizard.evaluation import metrics as M
     from ftwizard.evaluation.samples import load_samples
 
-    refs = [s.reference for s in load_samples(eval_path, cfg.data.format, cfg.data.system_prompt, max_samples)]
-    task = M.detect_task(refs, cfg.data.task_type)
+    from ftwizard.evaluation.preference import preference_task
+
+    pref = preference_task(cfg, eval_path, max_samples, metric)  # held-out preference pairs (h14b), else None
+    refs = [] if pref else [s.reference for s in load_samples(eval_path, cfg.data.format, cfg.data.system_prompt,
+                                                              max_samples)]
+    task = pref["task"] if pref else M.detect_task(refs, cfg.data.task_type)
     scorer = cfg.evaluation.scorer
     scorer_name = scorer.split(":")[1] if scorer else None
-    metric = metric or cfg.evaluation.metric or (f"custom:{scorer_name}" if scorer_name else None)
-    if metric:
+    metric = pref["metric"] if pref else metric or cfg.evaluation.metric or (f"custom:{scorer_name}" if scorer_name else None)
+    if metric and not pref:
         choices = M.metric_choices(task, refs, scorer_name)
         if metric not in choices and f"field:{metric}" in choices:
             metric = f"field:{metric}"
@@ -169,6 +173,7 @@ def make_spec(cfg: RunConfig, models: list[dict[str, Any]], *, run: RunDir | Non
                                                          if cfg.data.train else None),
         "models": models,
         "judge": judge_settings(cfg.evaluation.judge),  # h18b: endpoint settings, never the key
+        **({"preference": pref["preference"]} if pref else {}),
     }
 
 

@@ -62,15 +62,24 @@ METRICS: dict[str, tuple[str, bool]] = {
                         "(parsed JSON equal)", True),
     "tool_json_valid": ("of the rows that should call a tool, the share whose output holds a call that parses as JSON", True),
     "tool_no_call_accuracy": ("of the rows that should answer plainly, the share whose output makes no tool call", True),
+    # held-out preference pairs (ftwizard.evaluation.preference, h14b)
+    "pref_accuracy": ("share of held-out pairs where the model gives the chosen answer a higher log-probability than "
+                      "the rejected one", True),
+    "pref_accuracy_norm": ("the same per token (length-normalised log-probabilities): not swayed by answer length",
+                           True),
+    "reward_margin": ("DPO implicit reward margin against the base: beta x [(logp(chosen) - base) - (logp(rejected) - "
+                      "base)], mean over pairs; 0 for the base", True),
 }
 
 TASKS = ("math", "json", "label", "text")
-PRIMARY = {"math": "answer_accuracy", "json": "field_score", "label": "macro_f1", "text": "rouge_l"}
+PRIMARY = {"math": "answer_accuracy", "json": "field_score", "label": "macro_f1", "text": "rouge_l",
+           "preference": "pref_accuracy"}
 TASK_METRICS = {
     "math": ["answer_accuracy", "answer_marked", "rouge_l"],
     "json": ["field_score", "json_parse_rate", "schema_match", "field_f1"],
     "label": ["accuracy", "macro_f1"],
     "text": ["rouge_l", "chrf"],
+    "preference": ["pref_accuracy", "pref_accuracy_norm", "reward_margin", "rouge_l", "chrf"],
 }
 BEHAVIOUR = ["stop_rate", "loop_rate", "length_ratio"]
 # tool-calling rows (ftwizard.evaluation.toolcalls); columns only when the eval file has them

@@ -16,13 +16,14 @@ from rich.text import Text
 
 PERCENT = {"exact_match", "json_parse_rate", "schema_match", "field_precision", "field_recall", "field_f1",
            "accuracy", "macro_f1", "rouge_l", "probe_score", "answer_accuracy", "answer_marked", "field_score",
-           "stop_rate", "loop_rate"}
+           "stop_rate", "loop_rate", "pref_accuracy", "pref_accuracy_norm"}
 SHORT = {"json_parse_rate": "JSON", "schema_match": "schema", "field_precision": "fld P",
          "field_recall": "fld R", "field_f1": "fld F1", "exact_match": "exact", "eval_loss": "loss",
          "perplexity": "ppl", "probe_score": "probe", "macro_f1": "macro F1", "accuracy": "acc",
          "rouge_l": "ROUGE-L", "chrf": "chrF", "bleu": "BLEU", "answer_accuracy": "answer",
          "answer_marked": "marked", "field_score": "fields", "stop_rate": "stops", "loop_rate": "loops",
-         "length_ratio": "len/ref"}
+         "length_ratio": "len/ref", "pref_accuracy": "pref acc", "pref_accuracy_norm": "acc/tok",
+         "reward_margin": "margin"}
 KIND_SHORT = {"label": "acc", "text": "RL", "exact": "exact"}
 
 

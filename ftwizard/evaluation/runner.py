@@ -84,6 +84,10 @@ def few_shot_examples(spec: dict[str, Any], k: int) -> list[EvalSample]:
 def run_eval(eval_dir: Path, spec: dict[str, Any], writer: EventWriter, log=print,
              set_status=lambda **kw: None) -> dict[str, Any]:
     """Evaluate the spec's models; returns the summary (also written to summary.json)."""
+    if spec.get("task") == "preference":  # held-out preference pairs (h14b): ftwizard.evaluation.preference
+        from ftwizard.evaluation.preference import run_preference_eval
+
+        return run_preference_eval(eval_dir, spec, writer, log, set_status)
     from ftwizard.evaluation.compare import build_summary, write_summary
     from ftwizard.evaluation.generate import Engine
     from ftwizard.models.resolve import resolve_base
