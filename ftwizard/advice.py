@@ -337,7 +337,10 @@ def hyperparameter_warnings(cfg, rows: int | None = None) -> dict[str, str]:
     t, lora, method = cfg.training, cfg.lora, cfg.model.method
     out: dict[str, str] = {}
     lr = t.learning_rate
-    if method == "full":
+    objective = getattr(t, "objective", "sft")
+    if objective != "sft":
+        _preference_warnings(cfg, out)
+    elif method == "full":
         if lr > 5e-5:
             out["training.learning_rate"] = "full fine-tuning usually needs ~1e-5 to 2e-5; higher often wrecks the model"
     elif lr > 2e-4:
@@ -377,6 +380,24 @@ def hyperparameter_warnings(cfg, rows: int | None = None) -> dict[str, str]:
     if cfg.data.eval is None:
         out["data.eval"] = "hold out 10-20 % of the data as an eval file, never trained on"
     return out
+
+
+def _preference_warnings(cfg, out: dict[str, str]) -> None:
+    """DPO, ORPO, KTO: learning rates an order or two below SFT's (config.default_learning_rate names the
+    sources), beta in its usual range."""
+    from ftwizard.config import default_learning_rate
+
+    t, objective = cfg.training, cfg.training.objective
+    name = objective.upper()
+    default = default_learning_rate(objective, cfg.model.method)
+    if t.learning_rate > 10 * default:
+        out["training.learning_rate"] = (f"{name} trains ~10-100x lower than SFT: ~{default:g} with "
+                                         f"{cfg.model.method}; an SFT-like rate collapses the model")
+    elif t.learning_rate < default / 20:
+        out["training.learning_rate"] = f"very low for {name}: ~{default:g} is usual with {cfg.model.method}"
+    beta = cfg.preference.beta
+    if objective in ("dpo", "kto") and not 0.01 <= beta <= 0.5:
+        out["preference.beta"] = f"{name}'s beta is usually 0.01-0.5 (0.1 in the paper and TRL)"
 
 
 @dataclass

@@ -29,6 +29,7 @@ class WizardState:
     gpu_choice: str | None = None  # Model step: "detected:<index>", a catalog GPU name, or "none"
     gpu_target: object = None  # what the estimate was judged against (GpuTarget, catalog name, or None)
     estimate: object = None  # the latest ftwizard.hardware Estimate, when the Model step exists
+    edited: set = field(default_factory=set)  # config fields ("training.learning_rate") the user typed here
     _saved_view: dict | None = None  # the config and answers as last loaded or saved (see `unsaved`)
 
     def __post_init__(self) -> None:
@@ -72,6 +73,64 @@ class WizardState:
         self.saved_to = path
         self.mark_saved()
         return path
+
+    def _get(self, path: str):
+        section, name = path.split(".", 1)
+        return getattr(getattr(self.config, section), name)
+
+    def _set(self, path: str, value) -> None:
+        section, name = path.split(".", 1)
+        setattr(getattr(self.config, section), name, value)
+
+    def _follow_defaults(self, old: dict, new: dict, why: str) -> list[str]:
+        """Move each field still at its old default to its new one (`config.objective_defaults`, the config's one
+        home of them). A value the user typed here, or one a config file set to something else, is kept."""
+        notes = []
+        for path, value in new.items():
+            current = self._get(path)
+            if current == value:
+                continue
+            mine = path in self.edited or (self.config_path is not None and current != old.get(path))
+            if mine:
+                notes.append(f"kept your {path.split('.', 1)[1]} {current:g}; {why} default is {value:g}")
+            else:
+                self._set(path, value)
+                notes.append(f"{path.split('.', 1)[1]} {current:g} -> {value:g} ({why} default)")
+        return notes
+
+    def set_objective(self, objective: str) -> list[str]:
+        """Switch training.objective (sft, dpo, orpo, kto); returns what else changed, in words.
+
+        The objective's defaults (the learning rate, an order or two lower for preference tuning) replace the
+        old ones unless the user chose them; packing goes off for a preference objective (the config refuses
+        the two together)."""
+        from ftwizard.config import PREFERENCE_OBJECTIVES, objective_defaults
+
+        cfg = self.config
+        old = cfg.training.objective
+        if objective == old:
+            return []
+        method = cfg.model.method
+        cfg.training.objective = objective
+        notes = self._follow_defaults(objective_defaults(old, method), objective_defaults(objective, method),
+                                      f"{objective.upper()}'s")
+        if objective in PREFERENCE_OBJECTIVES and cfg.data.packing:
+            cfg.data.packing = False
+            notes.append("packing off (a preference objective scores each answer whole)")
+        return notes
+
+    def set_method(self, method: str) -> list[str]:
+        """Switch model.method; defaults that depend on it (a preference objective's learning rate) follow."""
+        from ftwizard.config import objective_defaults
+
+        cfg = self.config
+        old = cfg.model.method
+        if method == old:
+            return []
+        cfg.model.method = method
+        objective = cfg.training.objective
+        return self._follow_defaults(objective_defaults(objective, old), objective_defaults(objective, method),
+                                     f"the {objective.upper()} + {method}")
 
     def pilot_steps(self, rows: int | None) -> int:
         """Optimizer steps of a pilot run: about PILOT_EXAMPLES examples, one pass."""

@@ -63,7 +63,71 @@ def lint_command(cfg, path: Path) -> list[str]:
         cmd += ["--no-tokens"]  # a hub model: no tokenizer download from here
     if cfg.data.system_prompt:
         cmd += ["--system-prompt", cfg.data.system_prompt]
+    if lint_takes_objective():
+        cmd += ["--objective", cfg.training.objective]
     return cmd
+
+
+def lint_takes_objective() -> bool:
+    """`ftwizard lint --objective` judges preference data against the run's objective (when the CLI has it)."""
+    try:
+        from ftwizard.commands import data_cmds
+    except ImportError:
+        return False
+    import inspect
+
+    return "--objective" in inspect.getsource(data_cmds)
+
+
+OBJECTIVE_WORDS = {"sft": "supervised fine-tuning (SFT)", "dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
+
+
+def objective_fits(objective: str, implied: str) -> bool:
+    """Pairs train with DPO or ORPO (ORPO reads the same pairs); KTO rows with KTO; anything else with SFT."""
+    return objective == implied or (implied == "dpo" and objective == "orpo")
+
+
+def data_kind_text(report: dict, objective: str) -> tuple[Text, str | None]:
+    """What the file holds beyond its format (preference pairs, KTO rows, tool calls), the objective that
+    implies, and the objective to offer (None when the configured one fits)."""
+    from ftwizard.data.formats import implied_objective
+
+    stats = report.get("stats") or {}
+    fmt = report.get("format")
+    implied = implied_objective(fmt)
+    out = Text()
+    pref = stats.get("preference") or {}
+    if fmt == "preference":
+        n = pref.get("pairs") or report.get("valid_rows") or 0
+        out.append(f"preference pairs ({n:,} prompts, each a chosen and a rejected answer): for DPO or ORPO",
+                   style="bold")
+        share = pref.get("chosen_longer_share")
+        if isinstance(share, (int, float)):
+            out.append(f"; chosen is longer in {share * 100:.0f}%", style="dim")
+    elif fmt == "kto":
+        good, bad = pref.get("desirable"), pref.get("undesirable")
+        out.append("KTO rows: single answers labelled good or bad", style="bold")
+        if isinstance(good, int) and isinstance(bad, int):
+            out.append(f" ({good:,} desirable, {bad:,} undesirable)", style="dim")
+    tools = stats.get("tools")
+    if tools:
+        names = tools.get("names") or {}
+        top = ", ".join(f"{k} {v}" for k, v in list(names.items())[:3]) + (", ..." if len(names) > 3 else "")
+        out.append(f"tool calling: {tools.get('rows', 0):,} rows with {tools.get('calls', 0):,} calls to "
+                   f"{len(names)} tools ({top}); trained with SFT on the assistant's calls, not the tool results",
+                   style="bold")
+    offer = None if objective_fits(objective, implied) else implied
+    if not out and offer is None:
+        return out, None
+    out.append("\n")
+    if offer is not None:
+        out.append(f"! the objective is {objective}; this data is for {OBJECTIVE_WORDS[implied]}. ", style="bold yellow")
+        out.append(f"Ctrl+G sets training.objective: {implied}", style="bold")
+        if implied == "dpo":
+            out.append(" (or ORPO: Tune step)", style="dim")
+    else:
+        out.append(f"objective {objective}: fits this data", style="green")
+    return out, offer
 
 
 def histogram_text(tokens: dict, width: int = 40) -> Text:
@@ -85,12 +149,37 @@ def histogram_text(tokens: dict, width: int = 40) -> Text:
     return out
 
 
+def preference_preview(value: dict, cfg) -> Text:
+    """A preference pair (prompt, then the chosen and the rejected answer) or a KTO row (prompt, answer, label)."""
+    from ftwizard.data.preference import PairError, normalise_row, side_text
+
+    out = Text()
+    try:
+        kind, row = normalise_row(value, None, cfg.data.system_prompt)
+    except PairError as e:
+        return Text(f"x {e}" + (f" ({e.field})" if getattr(e, "field", None) else ""), style="red")
+    for m in row["prompt"]:
+        out.append(f"{m['role']}\n", style="bold " + ROLE_STYLES.get(m["role"], ""))
+        out.append("  " + m["content"][:1000].replace("\n", "\n  ") + "\n")
+    if kind == "pairs":
+        sides = [("chosen (preferred)", "bold green", row["chosen"]), ("rejected", "bold red", row["rejected"])]
+    else:
+        label = "desirable (label true)" if row["label"] else "undesirable (label false)"
+        sides = [(f"completion: {label}", "bold green" if row["label"] else "bold red", row["completion"])]
+    for title, style, turns in sides:
+        out.append(title + "\n", style=style)
+        out.append("▌ " + side_text(turns)[:1200].replace("\n", "\n  ") + "\n", style="underline")
+    out.append("▌ = scored by the objective (the prompt is context only)\n", style="dim")
+    return out
+
+
 class DataStep(ReportsWorkerErrors, Vertical):
     TITLE = "Data"
     BINDINGS = [
         Binding("ctrl+o", "lint", "Lint", priority=True),
         Binding("ctrl+f", "fix", "Fix copy", priority=True),
         Binding("ctrl+x", "split", "Split", priority=True),
+        Binding("ctrl+g", "use_objective", "Set objective", priority=True),
         # priority: the findings table would otherwise take PgUp/PgDn for its own scrolling
         Binding("pageup", "row(-1)", "Prev row", show=False, priority=True),
         Binding("pagedown", "row(1)", "Next row", show=False, priority=True),
@@ -102,6 +191,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
         self.row = 1
         self.busy = False
         self._lint_proc: subprocess.Popen | None = None
+        self.offer: str | None = None  # the objective this data asks for, when the config has another
 
     def compose(self) -> ComposeResult:
         cfg = self.app.state.config
@@ -112,6 +202,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
                           "(new files; originals never change)", style="dim"), classes="form-help")
         yield Static(id="data-files", classes="form-help")
         yield Static(id="data-summary")
+        yield Static(id="data-kind")
         with Horizontal(id="data-body"):
             table = DataTable(id="lint-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("sev", "rule", "row", "message")
@@ -125,6 +216,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self.app.blink
         self.query_one("#data-side").border_title = "row"
+        self.query_one("#data-kind").display = False
         self.show_files()
 
     def show_files(self) -> None:
@@ -219,11 +311,16 @@ class DataStep(ReportsWorkerErrors, Vertical):
             (f"{sum(counts.values()) - (total_err or n_err)} warnings/notes", "yellow" if n_warn else "dim"),
         )
         leaks = [f for f in report.get("warnings", []) + report.get("errors", []) if f["rule"].startswith("eval.")]
-        if report.get("ok") and not leaks:
+        from ftwizard.data.formats import implied_objective
+
+        wrong_objective = not objective_fits(self.app.state.config.training.objective,
+                                             implied_objective(report.get("format")))
+        if report.get("ok") and not leaks and not wrong_objective:
             summary.append("  ready to train", style="bold green")
         elif leaks:
             summary.append(f"  not ready: {leaks[0]['message']}", style="bold yellow")
         self.query_one("#data-summary", Static).update(summary)
+        self.show_kind()
         table = self.query_one("#lint-table", DataTable)
         findings = report.get("errors", []) + report.get("warnings", []) + report.get("infos", [])
         rows = []
@@ -235,6 +332,33 @@ class DataStep(ReportsWorkerErrors, Vertical):
         tokens = (report.get("stats") or {}).get("tokens")
         width = max(10, self.query_one("#data-side").content_size.width - 22)
         self.query_one("#data-hist", Static).update(histogram_text(tokens, width) if tokens else "")
+
+    # ---- what the data is for: the objective ---------------------------------------------
+    def show_kind(self) -> None:
+        kind = self.query_one("#data-kind", Static)
+        if self.report is None:
+            kind.display = False
+            self.offer = None
+        else:
+            text, self.offer = data_kind_text(self.report, self.app.state.config.training.objective)
+            kind.update(text)
+            kind.display = bool(text)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "use_objective":
+            return self.offer is not None
+        return True
+
+    def action_use_objective(self) -> None:
+        """Train this data with the objective it implies (the objective's defaults follow: WizardState)."""
+        if self.offer is None:
+            return
+        objective = self.offer
+        notes = self.app.state.set_objective(objective)
+        self.notify(f"training.objective: {objective}" + (": " + "; ".join(notes) if notes else ""),
+                    timeout=8)
+        self.action_lint()  # lint again: it judges the data against the objective
 
     # ---- jump to a row and page through rows ------------------------------------------
     def _findings(self) -> list[dict]:
@@ -282,6 +406,11 @@ class DataStep(ReportsWorkerErrors, Vertical):
         out = Text()
         problems = [p.message for p in rec.problems]
         messages = None
+        from ftwizard.data.formats import PREFERENCE_FORMATS, detect_format
+
+        if isinstance(rec.value, dict) and detect_format(rec.value) in PREFERENCE_FORMATS:
+            self.app.call_from_thread(self._show_preview, row, preference_preview(rec.value, cfg))
+            return
         if rec.value is not None:
             res = check_row(rec.value, cfg.data.system_prompt)
             problems += [p.message + (f" ({p.field})" if p.field else "") for p in res.problems]
@@ -298,7 +427,14 @@ class DataStep(ReportsWorkerErrors, Vertical):
             for m in messages:
                 role = m.get("role", "?")
                 out.append(f"{role}\n", style="bold " + ROLE_STYLES.get(role, ""))
-                content = str(m.get("content", ""))[:1500]
+                content = str(m.get("content") or "")[:1500]
+                calls = m.get("tool_calls") or []
+                if calls:
+                    from ftwizard.data.tools import call_text
+
+                    content = "\n".join([content] * bool(content) + ["call " + call_text(c) for c in calls])
+                if role == "tool":
+                    content = "result: " + content
                 trained = role in trained_roles
                 out.append(("▌ " if trained else "  ") + content.replace("\n", "\n  ") + "\n",
                            style="underline" if trained else "")

@@ -12,10 +12,43 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ftwizard import advice
+
+OBJECTIVE_PREFIX = "objective:"
+
+
+def sci(v: float) -> str:
+    """1e-4 rather than 0.0001 (learning rates read as powers of ten)."""
+    mant, exp = f"{v:.0e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def lr_text(lo: float, hi: float) -> str:
+    return sci(lo) if lo == hi else f"{sci(lo)} to {sci(hi)}"
+
+
+def objective_why(name: str) -> Text:
+    """One objective's guidance (ftwizard.preference_guidance, the one home of these facts): when it fits, the
+    data it needs, its usual beta and learning rates, and the sources."""
+    from ftwizard.preference_guidance import OBJECTIVES, SFT_THEN_DPO
+
+    g = OBJECTIVES[name]
+    out = Text.assemble(g.when, "\n", ("data: ", "bold"), g.data, "\n")
+    out.append("typical: ", style="bold")
+    if g.beta:
+        out.append(f"beta {g.beta:g} ({g.beta_range[0]:g}-{g.beta_range[1]:g}), ")
+    out.append(f"learning rate {lr_text(*g.lr_lora)} with LoRA, {lr_text(*g.lr_full)} full")
+    if name != "sft":
+        out.append(" (10-100x below SFT)")
+    out.append("\n")
+    if name == "dpo":
+        out.append(SFT_THEN_DPO.split(". The")[0] + ".\n")
+    out.append(f"source: {g.source}", style="dim")
+    return out
 
 
 def counts_table(highlight: str | None) -> Table:
@@ -58,9 +91,63 @@ def verdict_heading(v: advice.Verdict) -> Text:
     return Text(head, style=style)
 
 
+class ObjectiveScreen(ModalScreen[str | None]):
+    """Which training objective: SFT, DPO, ORPO or KTO, each with when it fits, the data it needs, its usual
+    beta and learning rate and the sources (ftwizard.preference_guidance). Enter picks, Esc keeps the current."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    ObjectiveScreen #objective-dialog { width: 78; max-width: 100%; padding: 0 1; }
+    ObjectiveScreen #objective-options { height: auto; max-height: 6; border: round $primary 50%; }
+    ObjectiveScreen #objective-why { height: auto; color: $text-muted; }
+    """
+
+    def __init__(self, current: str):
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        from ftwizard.preference_guidance import CHOOSING, OBJECTIVES
+
+        with Vertical(classes="dialog", id="objective-dialog"):
+            yield Static(Text.assemble(("Training objective", "bold"), f"  (now {self.current.upper()}). ",
+                                       (CHOOSING.split(". ")[0] + ".", "dim")))
+            options = OptionList(id="objective-options")
+            for name, g in OBJECTIVES.items():
+                label = Text.assemble((name.upper().ljust(5), "bold"), g.title.split(" (")[0])
+                if name == self.current:
+                    label.append("  (now)", style="bold green")
+                options.add_option(Option(label, id=OBJECTIVE_PREFIX + name))
+            yield options
+            yield Static(id="objective-why")
+            yield Static(Text("Enter: use it   Esc: keep " + self.current.upper(), style="dim"))
+
+    def on_mount(self) -> None:
+        from ftwizard.preference_guidance import OBJECTIVES
+
+        options = self.query_one(OptionList)
+        names = list(OBJECTIVES)
+        options.highlighted = names.index(self.current) if self.current in names else 0
+        options.focus()
+
+    @on(OptionList.OptionHighlighted)
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id:
+            self.query_one("#objective-why", Static).update(objective_why(event.option.id[len(OBJECTIVE_PREFIX):]))
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.dismiss(event.option.id[len(OBJECTIVE_PREFIX):])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class DecideStep(Vertical):
     TITLE = "Decide"
-    BINDINGS = [Binding("escape", "undo", "Undo answer"), Binding("ctrl+r", "restart", "Restart", show=False)]
+    BINDINGS = [Binding("escape", "undo", "Undo answer"), Binding("ctrl+r", "restart", "Restart", show=False),
+                Binding("o", "objective", "Objective")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="decide-trail-box"):
@@ -98,9 +185,13 @@ class DecideStep(Vertical):
             v = advice.decide(self.answers)
             verdict.update(self._verdict(v))
             verdict.display = True
-            self.query_one("#decide-question", Static).update(
-                Text("Esc undoes the last answer; Ctrl+N goes on to the next step.", style="dim"))
-            options.display = number.display = False
+            number.display = options.display = False
+            hint = Text("Esc undoes the last answer; Ctrl+N goes on to the next step.", style="dim")
+            if v.fine_tune:
+                hint = Text.assemble(("o: choose the objective ", "bold"),
+                                     f"(now {self.app.state.config.training.objective.upper()}; SFT, DPO, ORPO or "
+                                     "KTO). ", hint)
+            self.query_one("#decide-question", Static).update(hint)
             self.query_one("#decide-why", Static).update("")
             if v.task_type:
                 self.app.state.config.data.task_type = v.task_type
@@ -118,6 +209,22 @@ class DecideStep(Vertical):
                 number.value = ""
                 self._show_reason(q.help)
         self.call_after_refresh(self.focus_first)
+
+    # ---- after a fine-tune verdict: which objective (SFT, DPO, ORPO, KTO) -------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "objective":
+            return advice.next_question(self.answers) is None and advice.decide(self.answers).fine_tune
+        return True
+
+    def action_objective(self) -> None:
+        def picked(name: str | None) -> None:
+            if name is None:
+                return
+            notes = self.app.state.set_objective(name)
+            self.notify(f"training.objective: {name}" + (": " + "; ".join(notes) if notes else ""), timeout=8)
+            self.refresh_view()
+
+        self.app.push_screen(ObjectiveScreen(self.app.state.config.training.objective), picked)
 
     def _show_reason(self, reason: str) -> None:
         self.query_one("#decide-why", Static).update(Text.assemble(("why: ", "bold"), words(reason)))

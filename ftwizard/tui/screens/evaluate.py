@@ -25,6 +25,59 @@ from ftwizard.rundir import EventReader, RunDir, list_runs
 from ftwizard.tui.workers import ReportsWorkerErrors
 
 
+# The objective's own held-out metrics, base against tuned, when eval/summary.json carries them (names from
+# ftwizard.evaluation: preference.py and toolcalls.py). (metric, label, percent?)
+OBJECTIVE_METRICS = {
+    "preference (held-out pairs)": [("pref_accuracy", "preference accuracy", True),
+                                    ("pref_accuracy_norm", "accuracy, length-normalised", True),
+                                    ("reward_margin", "reward margin", False)],
+    "tool calls": [("tool_name_accuracy", "tool name accuracy", True), ("tool_args_exact", "arguments exact match", True),
+                   ("tool_json_valid", "valid JSON arguments", True)],
+}
+
+
+def _pick(summary: dict) -> tuple[dict | None, dict | None]:
+    """The base model (zero-shot) and the tuned model the verdict is about (the best checkpoint, else final)."""
+    models = summary.get("models") or []
+    base = next((m for m in models if m.get("id") == "base"), None) or next(
+        (m for m in models if m.get("kind") == "base"), None)
+    tuned = [m for m in models if m.get("kind") != "base"]
+    best = summary.get("best_checkpoint")
+    pick = next((m for m in tuned if m.get("id") == best), None) or next(
+        (m for m in tuned if m.get("id") == "final"), None) or (tuned[-1] if tuned else None)
+    return base, pick
+
+
+def _fmt(value, percent: bool) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value * 100:.0f}%" if percent else f"{value:+.2f}"
+
+
+def objective_view(summary: dict) -> Text | None:
+    """"preference accuracy  base 50%  ->  final 85%  (+35 points)", one line per metric the summary has."""
+    base, tuned = _pick(summary)
+    out = Text()
+    for title, metrics in OBJECTIVE_METRICS.items():
+        rows = [(name, label, pct) for name, label, pct in metrics
+                if any(name in (m or {}).get("metrics", {}) for m in (base, tuned))]
+        if not rows:
+            continue
+        out.append(f"{title}: base -> {tuned['label'] if tuned else 'tuned'}\n", style="bold")
+        for name, label, pct in rows:
+            b = (base or {}).get("metrics", {}).get(name)
+            t = (tuned or {}).get("metrics", {}).get(name)
+            out.append(f"  {label:<28}", style="dim")
+            out.append(f"{_fmt(b, pct):>7}  ->  ")
+            better = isinstance(b, (int, float)) and isinstance(t, (int, float)) and t > b
+            out.append(f"{_fmt(t, pct):>7}", style="bold green" if better else "bold")
+            if isinstance(b, (int, float)) and isinstance(t, (int, float)):
+                d = (t - b) * 100 if pct else t - b
+                out.append(f"  ({d:+.0f} points)" if pct else f"  ({d:+.2f})", style="dim")
+            out.append("\n")
+    return out if out else None
+
+
 class EvaluateStep(ReportsWorkerErrors, Vertical):
     TITLE = "Evaluate"
     DEFAULT_CSS = """
@@ -54,6 +107,7 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="eval-head")
         with VerticalScroll(id="eval-body"):
+            yield Static(id="eval-objective")
             yield Static(id="eval-table")
             yield Static(id="eval-sample")
 
@@ -148,6 +202,10 @@ class EvaluateStep(ReportsWorkerErrors, Vertical):
         self.query_one("#eval-head", Static).update(head)
         from ftwizard.evaluation.report import metrics_table, sample_view, verdict_text
 
+        objective = objective_view(self.summary) if self.summary and self.summary.get("models") else None
+        box = self.query_one("#eval-objective", Static)
+        box.update(objective or "")
+        box.display = objective is not None
         if self.summary and self.summary.get("models"):
             self.query_one("#eval-table", Static).update(Group(metrics_table(self.summary),
                                                                verdict_text(self.summary)))

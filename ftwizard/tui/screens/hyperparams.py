@@ -20,19 +20,31 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from ftwizard import advice
-from ftwizard.config import DataSection, LoraSection, ModelSection, TrainingSection
+from ftwizard.config import DataSection, LoraSection, ModelSection, PreferenceSection, TrainingSection
 from ftwizard.tui.widgets.light import Choice, Line
 from ftwizard.tui.widgets.toggle import Toggle
 from ftwizard.tui.workers import ReportsWorkerErrors
 
 # (section attribute, model, fields shown; None = all). Data paths are here too so the
 # flow works before the Data step exists; the Data step edits the same fields.
+# A field shows once, in the first group that names it.
 GROUPS: list[tuple[str, str, type, list[str] | None]] = [
-    ("Model and method", "model", ModelSection, ["base", "method"]),
+    ("Objective and method", "training", TrainingSection, ["objective"]),
+    ("", "model", ModelSection, ["base", "method"]),
+    ("Preference objective (DPO, ORPO, KTO)", "preference", PreferenceSection, None),
     ("Data", "data", DataSection, None),
     ("LoRA adapters", "lora", LoraSection, None),
     ("Training", "training", TrainingSection, None),
 ]
+
+
+def objective_fields(objective: str) -> set[str]:
+    """The preference.* fields an objective uses (the config says which); all of them until it can."""
+    try:
+        from ftwizard.config import objective_fields as fields
+    except ImportError:  # the config names them per objective once it can; until then show them all for any
+        return set() if objective == "sft" else {f"preference.{n}" for n in PreferenceSection.model_fields}
+    return {f if f.startswith("preference.") else f"preference.{f}" for f in fields(objective)}
 
 
 def _literal_choices(annotation) -> list[str] | None:
@@ -146,6 +158,8 @@ BASIC_FIELDS = {
     "model.base", "model.method", "data.train", "data.eval", "data.task_type", "data.max_length", "lora.r",
     "lora.alpha", "training.learning_rate", "training.epochs", "training.max_steps", "training.batch_size",
     "training.gradient_accumulation", "training.eval_every", "training.save_every", "training.stop_on_divergence",
+    "training.objective", "preference.beta", "preference.loss_type", "preference.desirable_weight",
+    "preference.undesirable_weight",
 }
 
 
@@ -172,12 +186,16 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
         yield Line(id="plan", classes="panel")
         yield Line(id="field-help")
         cfg = self.app.state.config
+        shown: set[str] = set()
         for title, attr, model, names in GROUPS:
-            yield Static(Text(title, style="bold underline"), classes="group-title")
+            if title:
+                yield Static(Text(title, style="bold underline"), classes="group-title",
+                             id="group-preference" if attr == "preference" else None)
             section = getattr(cfg, attr)
             for name, field in model.model_fields.items():
-                if names is not None and name not in names:
+                if names is not None and name not in names or f"{attr}.{name}" in shown:
                     continue
+                shown.add(f"{attr}.{name}")
                 row = FieldRow(f"{attr}.{name}", field.annotation, getattr(section, name),
                                field.description or "", field.default)
                 if row.path not in BASIC_FIELDS:
@@ -188,6 +206,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
 
     def on_mount(self) -> None:
         self.query_one("#pilot", Toggle).focus()
+        self.show_objective_fields()
         self._show_help(None)
         self._count_rows()
         self.update_notes()
@@ -224,7 +243,37 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
         self.update_notes()
 
     # ---- editing ---------------------------------------------------------------
+    def show_objective_fields(self) -> None:
+        """The preference group shows only for a preference objective, with the fields that objective uses."""
+        wanted = objective_fields(self.app.state.config.training.objective)
+        self.query_one("#group-preference").display = bool(wanted)
+        for row in self.query(FieldRow):
+            if row.path.startswith("preference."):
+                for w in (row, row.note):
+                    if row.path in wanted:
+                        w.styles.clear_rule("display")  # back to the stylesheet (advanced rows stay folded)
+                    else:
+                        w.display = False
+
+    def _set_objective(self, row: FieldRow, value: str) -> None:
+        notes = self.app.state.set_objective(value)
+        row.set_note(None)
+        for path in ("training.learning_rate", "data.packing"):
+            self._sync_editor(path)
+        self.show_objective_fields()
+        if notes:
+            self.notify(f"objective {value}: " + "; ".join(notes), timeout=6)
+        self.update_notes()
+
     def _assign(self, row: FieldRow, value) -> None:
+        if row.path == "training.objective":
+            self._set_objective(row, value)
+            return
+        if row.path == "model.method":
+            notes = self.app.state.set_method(value)
+            if notes:
+                self._sync_editor("training.learning_rate")
+                self.notify("; ".join(notes), timeout=6)
         section_name, name = row.path.split(".", 1)
         section = getattr(self.app.state.config, section_name)
         try:
@@ -234,6 +283,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             row.set_note(f"{err['msg']} (kept {_as_text(getattr(section, name))})", error=True)
             return
         row.set_note(None)
+        self.app.state.edited.add(row.path)
         if row.path == "data.train":
             self._count_rows()
         self.update_notes()
@@ -278,6 +328,12 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
         if isinstance(editor, Input):
             with editor.prevent(Input.Changed):
                 editor.value = _as_text(value)
+        elif isinstance(editor, Choice):
+            with editor.prevent(Choice.Changed):
+                editor.value = str(value)
+        elif isinstance(editor, Toggle):
+            with editor.prevent(Toggle.Changed):
+                editor.value = bool(value)
 
     def update_notes(self) -> None:
         cfg = self.app.state.config
@@ -323,6 +379,7 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
             elif isinstance(editor, Toggle) and editor.value != bool(value):
                 with editor.prevent(Toggle.Changed):
                     editor.value = bool(value)
+        self.show_objective_fields()
         self.update_notes()
 
     def _plan_text(self) -> Text:

@@ -68,6 +68,45 @@ def config_changes(settings: dict) -> dict[str, object] | None:
     return out
 
 
+def objective_options() -> list[tuple[str, str]]:
+    """(label, value) per training objective, the labels from the objective guidance when it is there."""
+    from ftwizard.config import Objective
+    import typing
+
+    names = list(typing.get_args(Objective))
+    try:
+        from ftwizard.preference_guidance import OBJECTIVES
+    except ImportError:
+        OBJECTIVES = {}
+    out = []
+    for n in names:
+        guide = OBJECTIVES.get(n)
+        title = (getattr(guide, "title", None) or "").split(" (")[0]
+        out.append((f"{n.upper()}: {title}" if title else n.upper(), n))
+    return out
+
+
+def template_options() -> list[tuple[str, str]]:
+    """(label, value): auto (the model's own; ChatML when it has none), then the built-ins."""
+    from ftwizard.data.chat_templates import BUILTIN, DEFAULT
+
+    out = [(f"auto: the model's own ({BUILTIN[DEFAULT].title} when it has none)", "auto")]
+    out += [(f"{t.title}" + ("  (renders tools)" if t.tools else ""), name) for name, t in BUILTIN.items()]
+    return out
+
+
+def base_has_template(base: str) -> bool | None:
+    """Whether the base model brings a chat template (None: cannot tell without loading it)."""
+    try:
+        from ftwizard.data.chat_templates import base_has_template as has
+    except ImportError:
+        return None
+    try:
+        return has(base)
+    except Exception:  # a check that cannot be made is "unknown", never a crash of the step
+        return None
+
+
 class ModelStep(ReportsWorkerErrors, VerticalScroll):
     TITLE = "Model"
     BINDINGS = [Binding("u", "undo_fix", "Undo fix")]
@@ -95,6 +134,16 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
                           ("full: every weight (~4x model size)", "full")],
                          value=cfg.model.method, allow_blank=False, compact=True, id="model-method")
         with Horizontal(classes="form-row"):
+            yield Label("objective", classes="field-name")
+            yield Select(objective_options(), value=cfg.training.objective, allow_blank=False, compact=True,
+                         id="model-objective")
+        with Horizontal(classes="form-row", id="model-template-row"):
+            yield Label("chat template", classes="field-name")
+            yield Select(template_options(), value=cfg.data.chat_template if cfg.data.chat_template in
+                         dict((v, l) for l, v in template_options()) else "auto", allow_blank=False, compact=True,
+                         id="model-template")
+        yield Static(id="model-template-help", classes="form-help")
+        with Horizontal(classes="form-row"):
             yield Label("judge against", classes="field-name")
             yield Select([("(detecting GPUs...)", "none")], value="none", allow_blank=False, compact=True,
                          id="model-gpu")
@@ -108,6 +157,7 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
 
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self.app.blink
+        self.show_template()
         self._detect()
         self._count()
         self.update_estimate()
@@ -116,8 +166,10 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         self.query_one("#model-method", Select).focus()
 
     def on_show(self) -> None:
-        """Batch size, max length and checkpointing are edited on other steps: re-estimate."""
+        """Batch size, max length, checkpointing and the objective are edited on other steps: re-estimate."""
         if self.is_mounted:
+            self._sync_editors()
+            self.show_template()
             self.update_estimate()
 
     @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
@@ -243,15 +295,72 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         value = event.value.strip()
         if value:
             self.app.state.config.model.base = value
+            self.show_template()
             self.update_estimate()
             self._explain_applied()
 
     @on(Select.Changed, "#model-method")
     def _method(self, event: Select.Changed) -> None:
         if event.value is not Select.NULL:
-            self.app.state.config.model.method = event.value
+            notes = self.app.state.set_method(event.value)  # a preference objective's LR follows the method
+            if notes:
+                self.notify("; ".join(notes), timeout=6)
             self.update_estimate()
             self._explain_applied()
+
+    @on(Select.Changed, "#model-objective")
+    def _objective(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL and event.value != self.app.state.config.training.objective:
+            notes = self.app.state.set_objective(str(event.value))
+            self.notify(f"training.objective: {event.value}" + (": " + "; ".join(notes) if notes else ""),
+                        timeout=8)
+            self.update_estimate()
+
+    @on(Select.Changed, "#model-template")
+    def _template(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL and event.value != self.app.state.config.data.chat_template:
+            self.app.state.config.data.chat_template = str(event.value)
+            self.show_template()
+            self.update_estimate()
+
+    def show_template(self) -> None:
+        """The template choice shows when the base has no chat template of its own (or one was chosen):
+        what the choice adds to the vocabulary and what those trained embedding rows cost."""
+        from ftwizard.data.chat_templates import BUILTIN, DEFAULT
+
+        cfg = self.app.state.config
+        has = base_has_template(cfg.model.base)
+        chosen = cfg.data.chat_template
+        shown = has is False or chosen != "auto"
+        self.query_one("#model-template-row").display = shown
+        help_ = self.query_one("#model-template-help", Static)
+        help_.display = shown
+        if not shown:
+            return
+        name = DEFAULT if chosen == "auto" else chosen
+        tpl = BUILTIN.get(name)
+        text = Text()
+        if has is False:
+            text.append("This base has no chat template: chat rows need one. ", style="bold yellow")
+        if tpl is not None:
+            text.append(tpl.why.split(". ")[0].rstrip(".") + ". " if tpl.why else "")
+            if tpl.special_tokens:
+                text.append(f"Adds {', '.join(tpl.special_tokens)} where the vocabulary lacks them; their "
+                            "embedding rows train", style="dim")
+                cost = self._template_cost()
+                text.append(f" (+{cost})" if cost else " (counted in the estimate below)", style="dim")
+                text.append(".", style="dim")
+        help_.update(text)
+
+    def _template_cost(self) -> str | None:
+        """The estimate's part for the template's trained embedding rows, when it has one."""
+        est = self.estimate
+        if est is None:
+            return None
+        for key, value in est.parts.items():
+            if any(w in key for w in ("template", "added", "new_token", "embedding_rows")):
+                return f"{value / 2**20:,.0f} MB" if value < GB else f"{value / GB:.1f} GB"
+        return None
 
     def _explain_applied(self) -> None:
         """The model changed after a fix: the fix's settings were chosen for the old model; say so, offer undo."""
@@ -289,6 +398,9 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         method = self.query_one("#model-method", Select)
         with method.prevent(Select.Changed):
             method.value = cfg.model.method
+        objective = self.query_one("#model-objective", Select)
+        with objective.prevent(Select.Changed):
+            objective.value = cfg.training.objective
         base = self.query_one("#model-base", Input)
         with base.prevent(Input.Changed):
             base.value = cfg.model.base

@@ -75,6 +75,21 @@ def walltime_text(times: dict | None, pilot_on: bool, measuring: bool, failed: s
     return text
 
 
+def objective_line(cfg) -> str:
+    """"dpo: beta 0.1, loss sigmoid" — the objective and the preference settings it reads (config.objective_fields)."""
+    from ftwizard.config import objective_fields
+
+    p = cfg.preference
+    parts = []
+    for name in objective_fields(cfg.training.objective):
+        value = getattr(p, name)
+        if name == "label_smoothing" and not value or name == "reference" and value == "auto":
+            continue  # at their defaults they say nothing
+        parts.append(f"{name.replace('_', ' ').replace('loss type', 'loss')} {value:g}" if isinstance(value, float)
+                     else f"{name.replace('_', ' ').replace('loss type', 'loss')} {value}")
+    return cfg.training.objective.upper() + (": " + ", ".join(parts) if parts else "")
+
+
 def shown_path(path) -> str:
     """A path as the summary shows it: relative to the working folder when inside it (short at 80 columns;
     the data paths themselves are absolute once the check has run)."""
@@ -261,6 +276,8 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         t.add_column(style="dim", no_wrap=True)
         t.add_column()
         t.add_row("model", f"{cfg.model.base} ({cfg.model.method})")
+        if cfg.training.objective != "sft":
+            t.add_row("objective", objective_line(cfg))
         t.add_row("train", shown_path(cfg.data.train))
         t.add_row("eval", shown_path(cfg.data.eval) if cfg.data.eval else "(none)")
         rows, chars = (self.rows or (None, None))[:2] if self.rows else (None, None)
