@@ -193,3 +193,17 @@ def test_sample_data_is_clean(tmp_path):
         assert not [f for f in report.findings if f.rule.startswith("pref.")], hits(report)
     kind, rows = load_preference_file(root / "preference_train.jsonl")
     assert kind == "pairs" and len(rows) >= 40
+
+
+def test_pairs_are_token_counted_with_a_tokenizer(tmp_path, embedded_tokenizer):
+    """With a tokenizer, each pair's longer side (prompt + answer) is counted as the trainer tokenises it."""
+    long = "word " * 80
+    rows = [{"prompt": "Q?", "chosen": "Short.", "rejected": "Brief."},
+            {"prompt": "Q?", "chosen": "Short.", "rejected": long}]  # near miss above; this one's rejected is long
+    report = lint_rows(tmp_path, rows, objective="dpo", tokenizer=embedded_tokenizer, max_length=64)
+    over = [f for f in report.findings if f.rule == "length.over_max"]
+    assert [f.row for f in over] == [2] and "the longer side of the pair" in over[0].message
+    expected = len(embedded_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": long}], tokenize=True,
+        return_dict=True)["input_ids"])
+    assert report.stats["tokens"]["max"] == expected

@@ -252,8 +252,11 @@ class Linter:
                 slot = self.unknown_keys[k] = [0, rec.row]
             slot[0] += 1
         if result.fmt in PREFERENCE_FORMATS:  # pairs / KTO rows: their own rules (ftwizard.data.preference)
-            if self.pref.feed(rec.row, rec.value, result.fmt) is not None:
+            norm = self.pref.feed(rec.row, rec.value, result.fmt)
+            if norm is not None:
                 self.valid += 1
+                if self.counter is not None and self.counter.has_template:
+                    self._pref_length(rec.row, norm)
             return
         if result.fmt == "text":
             text = rec.value["text"]
@@ -498,6 +501,26 @@ class Linter:
             if n > len(self.format_rows[other]):
                 self.counts["format.mixed"] += n - len(self.format_rows[other])
         return fmt
+
+    def _pref_length(self, row: int, norm: dict) -> None:
+        """Tokens of the longer side (prompt + answer), as the preference trainers tokenise it; over the max length
+        the end of that answer is cut off (TRL truncates keep_start)."""
+        convs = ([norm["prompt"] + norm["chosen"], norm["prompt"] + norm["rejected"]] if "chosen" in norm
+                 else [norm["prompt"] + norm["completion"]])
+        try:
+            n = max(self.counter.count_conversations(convs))
+        except Exception as e:  # noqa: BLE001 - a template that rejects the row is a finding, not a crash
+            self.add("template.error", row, _first_line(e))
+            return
+        self.lengths.append(n)
+        tracked = getattr(self, "length_rows", None)  # the pre-flight's row-tracking linter (preflight/inputs.py)
+        if isinstance(tracked, list) and getattr(self, "tracking", False):
+            tracked.append(row)
+        limit = self.o.max_length
+        if limit and n > limit:
+            side = "the longer side of the pair" if "chosen" in norm else "prompt + completion"
+            self.add("length.over_max", row, f"{n:,} tokens ({side}), over the max length of {limit:,}; the last "
+                     f"{n - limit:,} tokens of the answer are cut off")
 
     def _objective_report(self, fmt: str) -> None:
         """Preference data is an error only under an objective that cannot train it (the pre-flight says the same)."""
