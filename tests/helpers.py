@@ -38,7 +38,7 @@ def tiny_config(tmp_path: Path, method: str = "lora", **training) -> Path:
          "save_every": 2, "seed": 7, "log_every": 1}
     t.update(training)
     cfg = {"runs_dir": str(tmp_path / "runs"), "model": {"base": "embedded", "method": method},
-           "data": {"train": str(train), "eval": str(held_out), "max_length": 64},
+           "data": {"train": str(train), "eval": str(held_out) if held_out else None, "max_length": 64},
            "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "training": t}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -61,17 +61,18 @@ def tiny_preference_rows(n: int = 8) -> list[dict]:
 
 
 def tiny_preference_config(tmp_path: Path, objective: str = "dpo", method: str = "lora", rows: int = 8,
-                           **training) -> Path:
-    """A config that trains the embedded model with a preference objective for a few steps on tiny pairs."""
+                           eval_rows: int = 4, **training) -> Path:
+    """A config that trains the embedded model with a preference objective for a few steps on tiny pairs
+    (eval_rows=0: no eval file)."""
     import yaml
 
     train = write_jsonl(tmp_path / "pref_train.jsonl", tiny_preference_rows(rows))
-    held_out = write_jsonl(tmp_path / "pref_eval.jsonl", tiny_preference_rows(4))
+    held_out = write_jsonl(tmp_path / "pref_eval.jsonl", tiny_preference_rows(eval_rows)) if eval_rows else None
     t = {"objective": objective, "max_steps": 3, "batch_size": 4, "gradient_accumulation": 1, "warmup_ratio": 0.0,
          "scheduler": "constant", "eval_every": 0, "save_every": 0, "seed": 7, "log_every": 1}
     t.update(training)
     cfg = {"runs_dir": str(tmp_path / "runs"), "model": {"base": "embedded", "method": method},
-           "data": {"train": str(train), "eval": str(held_out), "max_length": 64},
+           "data": {"train": str(train), "eval": str(held_out) if held_out else None, "max_length": 64},
            "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "training": t}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -100,9 +100,21 @@ class RunSource:
             for _, rec in iter_rows(Path(path)):
                 fmt = None if self.cfg.data.format == "auto" else self.cfg.data.format
                 try:
-                    if (fmt or detect_format(rec)) == "text":
+                    row_fmt = fmt or detect_format(rec)
+                    if row_fmt == "text":
                         continue
-                    yield to_messages(rec, fmt, system_prompt=self.cfg.data.system_prompt)
+                    if row_fmt in ("preference", "kto"):  # a preference run: the prompt and its good answer (h14a)
+                        from ftwizard.data.preference import PairError, normalise_row
+
+                        try:
+                            kind, norm = normalise_row(rec, row_fmt, self.cfg.data.system_prompt)
+                        except PairError:
+                            continue
+                        if kind == "unpaired" and not norm["label"]:
+                            continue
+                        yield norm["prompt"] + (norm["chosen"] if kind == "pairs" else norm["completion"])
+                    else:
+                        yield to_messages(rec, fmt, system_prompt=self.cfg.data.system_prompt)
                 except (ConversionError, KeyError, TypeError):
                     continue
                 count += 1

@@ -301,6 +301,12 @@ def resolve_shape(model: str) -> ModelShape:
     if model == EMBEDDED:
         return EMBEDDED_SHAPE
     p = Path(model).expanduser()
+    from ftwizard.models.resolve import is_run_folder
+
+    if is_run_folder(model):  # a finished run as the base ("SFT first, then DPO"): the shape of the run's base
+        from ftwizard.config import load_config
+
+        return resolve_shape(load_config(p / "config.yaml").model.base)
     if p.is_dir():
         if (p / "config.json").is_file():
             return _read_config(p / "config.json", p.name)

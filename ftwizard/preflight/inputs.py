@@ -45,6 +45,10 @@ def _local_folder(base: str) -> Path | None:
 
         return ensure_cached(log=lambda msg: print(msg, file=sys.stderr))
     p = Path(base).expanduser()
+    from ftwizard.models.resolve import is_run_folder, resolve_base
+
+    if is_run_folder(base):  # "SFT first, then DPO": the finished run's model (merged once, then cached)
+        return Path(resolve_base(base, log=lambda msg: print(msg, file=sys.stderr)))
     if p.is_dir():
         return p
     if base.count("/") == 1 and not p.exists():

@@ -31,35 +31,9 @@ NEEDS = {"dpo": "pairs", "orpo": "pairs", "kto": "unpaired"}
 
 def load_rows(path: Path, cfg: RunConfig) -> tuple[str, list[dict[str, Any]]]:
     """(kind, rows) of a preference file, through the one loader (ftwizard.data.preference)."""
-    try:
-        from ftwizard.data.preference import load_preference_file
-    except ImportError:  # h14b's loader not landed yet: the minimal reader below (TEMPORARY)
-        load_preference_file = _minimal_loader
+    from ftwizard.data.preference import load_preference_file
+
     return load_preference_file(path, fmt=cfg.data.format, system_prompt=cfg.data.system_prompt)
-
-
-def _minimal_loader(path, *, fmt="auto", system_prompt=None):
-    import json
-
-    def msgs(v, role):
-        return [{"role": role, "content": v}] if isinstance(v, str) else list(v)
-
-    rows, kind = [], None
-    for line in Path(path).read_text().splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        prompt = msgs(r["prompt"], "user")
-        if system_prompt and prompt[0]["role"] != "system":
-            prompt = [{"role": "system", "content": system_prompt}] + prompt
-        if "chosen" in r:
-            kind = "pairs"
-            rows.append({"prompt": prompt, "chosen": msgs(r["chosen"], "assistant"),
-                         "rejected": msgs(r["rejected"], "assistant")})
-        else:
-            kind = "unpaired"
-            rows.append({"prompt": prompt, "completion": msgs(r["completion"], "assistant"), "label": bool(r["label"])})
-    return kind, rows
 
 
 def unpair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
