@@ -26,6 +26,14 @@ from ftwizard.tui.widgets.loss_plot import LossPlot, RewardPlot  # noqa: E402
 from ftwizard.tui.widgets.monitor import RunMonitor  # noqa: E402
 
 
+async def open_step(pilot, title: str):
+    """Straight to a step (walking through Train would start a pre-flight check this test does not need)."""
+    screen = pilot.app.screen
+    await screen.go([c.TITLE for c in screen.step_classes].index(title))
+    await pilot.pause()
+    return screen.current_step()
+
+
 def footer_keys(app) -> str:
     from ftwizard.tui.widgets.keys_footer import KeysFooter
 
@@ -129,6 +137,14 @@ async def _to_train_plan(pilot):
     return step
 
 
+def no_preflight(monkeypatch) -> None:
+    """The Train step draws its plan without starting the pre-flight subprocess (the DPO path runs the real
+    check once; the other paths check the plan and the config only)."""
+    from ftwizard.tui.screens.train import TrainStep
+
+    monkeypatch.setattr(TrainStep, "recheck_if_changed", lambda self: None)
+
+
 def _shown_pref_fields(step) -> set[str]:
     from ftwizard.tui.screens.hyperparams import FieldRow
 
@@ -164,7 +180,7 @@ async def test_dpo_path_from_decide_to_the_train_plan(cwd_tmp, monkeypatch):
         await _lint_done(pilot, data)
         kind = text_of(data.query_one("#data-kind", Static))
         assert "preference pairs (16 prompts" in kind and "objective dpo: fits this data" in kind
-        assert data.offer is None and "Set objective" not in footer_keys(app)
+        assert data.offer is None and "Use suggestion" not in footer_keys(app)
         # Tune: the preference group with DPO's own fields only
         tune = await go_to(pilot, "Hyperparameters")
         await pilot.pause(0.3)
@@ -190,6 +206,7 @@ async def test_dpo_path_from_decide_to_the_train_plan(cwd_tmp, monkeypatch):
 
 async def test_orpo_path_data_step_sets_the_objective_the_pairs_need(cwd_tmp, monkeypatch):
     pin_machine(monkeypatch)
+    no_preflight(monkeypatch)
     config = _config(cwd_tmp, _pairs(16))
     app = app_for_tests(config=str(config))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -198,7 +215,7 @@ async def test_orpo_path_data_step_sets_the_objective_the_pairs_need(cwd_tmp, mo
         kind = text_of(data.query_one("#data-kind", Static))
         assert "preference pairs" in kind and "Ctrl+G sets training.objective: dpo" in kind  # not a dead end
         assert "ready to train" not in text_of(data.query_one("#data-summary", Static))
-        assert "Set objective" in footer_keys(app)
+        assert "Use suggestion" in footer_keys(app)
         await pilot.press("ctrl+g")
         await pilot.pause(0.3)
         assert app.state.config.training.objective == "dpo"
@@ -224,6 +241,7 @@ async def test_orpo_path_data_step_sets_the_objective_the_pairs_need(cwd_tmp, mo
 
 async def test_kto_path_with_its_weights(cwd_tmp, monkeypatch):
     pin_machine(monkeypatch)
+    no_preflight(monkeypatch)
     config = _config(cwd_tmp, _kto_rows(16))
     app = app_for_tests(config=str(config))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -289,7 +307,7 @@ async def test_evaluate_step_shows_preference_accuracy_and_margin_base_vs_tuned(
         "preference")))
     app = app_for_tests(config=str(config))
     async with app.run_test(size=(80, 24)) as pilot:
-        step = await go_to(pilot, "Evaluate")
+        step = await open_step(pilot, "Evaluate")
         await wait_for(pilot, lambda: step.summary is not None)
         await pilot.pause(0.3)
         view = text_of(step.query_one("#eval-objective", Static))

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=positive_int, default=512, metavar="N", help="max tokens per example (default 512)")
     p.add_argument("--eval", metavar="FILE", help="held-out file to check for overlap with the training file")
     p.add_argument("--task-type", choices=TASK_TYPES, help="what the data teaches (sets the example-count guidance)")
+    p.add_argument("--objective", choices=["sft", "dpo", "orpo", "kto"],
+                   help="training.objective the data is for: preference pairs are an error under sft, KTO rows under "
+                        "dpo/orpo (default: not known, a note)")
+    p.add_argument("--chat-template", metavar="T",
+                   help="data.chat_template to render rows with: auto (the model's own; ChatML when it has none), "
+                        "chatml, llama3, gemma, mistral, alpaca or a .jinja file")
     p.add_argument("--as-eval", action="store_true", help="check the file as a held-out set: no 'too few to "
                    "fine-tune' warning; says how small a difference between models it can resolve")
     p.add_argument("--no-pii", action="store_true", help="skip the PII and secrets scan")
@@ -125,11 +131,23 @@ def cmd_lint(args) -> int:
     check_readable(Path(args.file))
     if args.eval:
         check_readable(Path(args.eval))
+    if args.chat_template:
+        from ftwizard.data.chat_templates import check_choice
+        from ftwizard.errors import UserError
+
+        try:
+            check_choice(args.chat_template)
+        except ValueError as e:
+            raise UserError(str(e).replace("data.chat_template", "--chat-template"), code=2) from None
     tok = _tokenizer(args)
+    if tok is not None and args.chat_template:
+        from ftwizard.data.chat_templates import apply_template
+
+        apply_template(tok, args.chat_template, where="--chat-template")  # as the trainer will
     opts = LintOptions(tokenizer=tok, model=None if tok is None else args.model, max_length=args.max_length,
                        task_type=args.task_type, eval_path=Path(args.eval) if args.eval else None,
                        system_prompt=args.system_prompt, pii=not args.no_pii, dedup=not args.no_dedup,
-                       as_eval=args.as_eval)
+                       as_eval=args.as_eval, objective=args.objective)
     report = _lint_with_progress(args.file, opts, quiet=args.json)
     if args.json:
         _print_json(report.to_dict())

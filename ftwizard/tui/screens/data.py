@@ -63,20 +63,10 @@ def lint_command(cfg, path: Path) -> list[str]:
         cmd += ["--no-tokens"]  # a hub model: no tokenizer download from here
     if cfg.data.system_prompt:
         cmd += ["--system-prompt", cfg.data.system_prompt]
-    if lint_takes_objective():
-        cmd += ["--objective", cfg.training.objective]
+    cmd += ["--objective", cfg.training.objective]  # preference data is judged against the run's objective
+    if cfg.data.chat_template != "auto" and "--no-tokens" not in cmd:
+        cmd += ["--chat-template", str(cfg.data.chat_template)]  # rendered as the trainer will
     return cmd
-
-
-def lint_takes_objective() -> bool:
-    """`ftwizard lint --objective` judges preference data against the run's objective (when the CLI has it)."""
-    try:
-        from ftwizard.commands import data_cmds
-    except ImportError:
-        return False
-    import inspect
-
-    return "--objective" in inspect.getsource(data_cmds)
 
 
 OBJECTIVE_WORDS = {"sft": "supervised fine-tuning (SFT)", "dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
@@ -87,10 +77,20 @@ def objective_fits(objective: str, implied: str) -> bool:
     return objective == implied or (implied == "dpo" and objective == "orpo")
 
 
-def data_kind_text(report: dict, objective: str) -> tuple[Text, str | None]:
+def tools_template() -> str:
+    """The built-in chat template that renders tools (ChatML)."""
+    from ftwizard.data.chat_templates import BUILTIN, DEFAULT
+
+    return next((n for n, t in BUILTIN.items() if t.tools), DEFAULT)
+
+
+def data_kind_text(report: dict, cfg) -> tuple[Text, tuple[str, str] | None]:
     """What the file holds beyond its format (preference pairs, KTO rows, tool calls), the objective that
-    implies, and the objective to offer (None when the configured one fits)."""
+    implies, and the one config edit to offer (Ctrl+G): the objective the data needs, or a chat template that
+    renders tools when the model's own cannot. None when nothing needs changing."""
     from ftwizard.data.formats import implied_objective
+
+    objective = cfg.training.objective
 
     stats = report.get("stats") or {}
     fmt = report.get("format")
@@ -116,8 +116,9 @@ def data_kind_text(report: dict, objective: str) -> tuple[Text, str | None]:
         out.append(f"tool calling: {tools.get('rows', 0):,} rows with {tools.get('calls', 0):,} calls to "
                    f"{len(names)} tools ({top}); trained with SFT on the assistant's calls, not the tool results",
                    style="bold")
-    offer = None if objective_fits(objective, implied) else implied
-    if not out and offer is None:
+    offer = None if objective_fits(objective, implied) else ("training.objective", implied)
+    no_tools = any(f["rule"] == "tools.template_unsupported" for f in report.get("errors", []))
+    if not out and offer is None and not no_tools:
         return out, None
     out.append("\n")
     if offer is not None:
@@ -125,6 +126,12 @@ def data_kind_text(report: dict, objective: str) -> tuple[Text, str | None]:
         out.append(f"Ctrl+G sets training.objective: {implied}", style="bold")
         if implied == "dpo":
             out.append(" (or ORPO: Tune step)", style="dim")
+    elif no_tools and cfg.data.chat_template != tools_template():
+        template = tools_template()
+        offer = ("data.chat_template", template)
+        out.append("! the model's chat template cannot render tools. ", style="bold yellow")
+        out.append(f"Ctrl+G sets data.chat_template: {template}", style="bold")
+        out.append(" (renders them Hermes/Qwen-style; its tokens train)", style="dim")
     else:
         out.append(f"objective {objective}: fits this data", style="green")
     return out, offer
@@ -179,7 +186,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
         Binding("ctrl+o", "lint", "Lint", priority=True),
         Binding("ctrl+f", "fix", "Fix copy", priority=True),
         Binding("ctrl+x", "split", "Split", priority=True),
-        Binding("ctrl+g", "use_objective", "Set objective", priority=True),
+        Binding("ctrl+g", "use_suggestion", "Use suggestion", priority=True),
         # priority: the findings table would otherwise take PgUp/PgDn for its own scrolling
         Binding("pageup", "row(-1)", "Prev row", show=False, priority=True),
         Binding("pagedown", "row(1)", "Next row", show=False, priority=True),
@@ -191,7 +198,7 @@ class DataStep(ReportsWorkerErrors, Vertical):
         self.row = 1
         self.busy = False
         self._lint_proc: subprocess.Popen | None = None
-        self.offer: str | None = None  # the objective this data asks for, when the config has another
+        self.offer: tuple[str, str] | None = None  # (config field, value) this data needs (Ctrl+G sets it)
 
     def compose(self) -> ComposeResult:
         cfg = self.app.state.config
@@ -340,25 +347,30 @@ class DataStep(ReportsWorkerErrors, Vertical):
             kind.display = False
             self.offer = None
         else:
-            text, self.offer = data_kind_text(self.report, self.app.state.config.training.objective)
+            text, self.offer = data_kind_text(self.report, self.app.state.config)
             kind.update(text)
             kind.display = bool(text)
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters) -> bool | None:
-        if action == "use_objective":
+        if action == "use_suggestion":
             return self.offer is not None
         return True
 
-    def action_use_objective(self) -> None:
-        """Train this data with the objective it implies (the objective's defaults follow: WizardState)."""
+    def action_use_suggestion(self) -> None:
+        """The edit this data needs: the objective it implies (its defaults follow: WizardState.set_objective),
+        or a chat template that renders tools."""
         if self.offer is None:
             return
-        objective = self.offer
-        notes = self.app.state.set_objective(objective)
-        self.notify(f"training.objective: {objective}" + (": " + "; ".join(notes) if notes else ""),
-                    timeout=8)
-        self.action_lint()  # lint again: it judges the data against the objective
+        path, value = self.offer
+        notes = []
+        if path == "training.objective":
+            notes = self.app.state.set_objective(value)
+        else:
+            section, name = path.split(".", 1)
+            setattr(getattr(self.app.state.config, section), name, value)
+        self.notify(f"{path}: {value}" + (": " + "; ".join(notes) if notes else ""), timeout=8)
+        self.action_lint()  # lint again: it judges the data against the objective and the template
 
     # ---- jump to a row and page through rows ------------------------------------------
     def _findings(self) -> list[dict]:

@@ -95,18 +95,6 @@ def template_options() -> list[tuple[str, str]]:
     return out
 
 
-def base_has_template(base: str) -> bool | None:
-    """Whether the base model brings a chat template (None: cannot tell without loading it)."""
-    try:
-        from ftwizard.data.chat_templates import base_has_template as has
-    except ImportError:
-        return None
-    try:
-        return has(base)
-    except Exception:  # a check that cannot be made is "unknown", never a crash of the step
-        return None
-
-
 class ModelStep(ReportsWorkerErrors, VerticalScroll):
     TITLE = "Model"
     BINDINGS = [Binding("u", "undo_fix", "Undo fix")]
@@ -118,6 +106,8 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         self.rows: int | None = None
         self.applied: list[tuple[str, dict[str, tuple[object, object]]]] = []  # (fix, {field: (old, new)})
         self.cpu = False  # judged against this machine's RAM (a CPU run)
+        self.has_template: dict[str, bool | None] = {}  # model.base -> brings a chat template (None: unknown)
+        self._template_pending: str | None = None
 
     def compose(self) -> ComposeResult:
         cfg = self.app.state.config
@@ -288,6 +278,7 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         fixes.display = bool(est.advice)
         first = next((i for i in range(fixes.option_count) if not fixes.get_option_at_index(i).disabled), None)
         fixes.highlighted = first  # Enter applies the highlighted fix: the first usable one to start with
+        self.show_template()  # its memory cost is a part of this estimate
 
     # ---- edits ------------------------------------------------------------------
     @on(Input.Changed, "#model-base")
@@ -329,7 +320,10 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
         from ftwizard.data.chat_templates import BUILTIN, DEFAULT
 
         cfg = self.app.state.config
-        has = base_has_template(cfg.model.base)
+        if cfg.model.base not in self.has_template and cfg.model.base != self._template_pending:
+            self._template_pending = cfg.model.base
+            self._check_template(cfg.model.base)  # reads the model's files (a thread): shown when it answers
+        has = self.has_template.get(cfg.model.base)
         chosen = cfg.data.chat_template
         shown = has is False or chosen != "auto"
         self.query_one("#model-template-row").display = shown
@@ -348,19 +342,35 @@ class ModelStep(ReportsWorkerErrors, VerticalScroll):
                 text.append(f"Adds {', '.join(tpl.special_tokens)} where the vocabulary lacks them; their "
                             "embedding rows train", style="dim")
                 cost = self._template_cost()
-                text.append(f" (+{cost})" if cost else " (counted in the estimate below)", style="dim")
+                text.append(f": +{cost} in the estimate below" if cost else " (in the estimate below)", style="dim")
                 text.append(".", style="dim")
         help_.update(text)
+
+    @work(thread=True, exclusive=True, group="template", exit_on_error=False)
+    def _check_template(self, base: str) -> None:
+        try:
+            from ftwizard.data.chat_templates import base_has_template
+
+            has = base_has_template(base)
+        except (ImportError, OSError):  # unknown: the choice shows once one is set; the pre-flight says more
+            has = None
+        self.app.call_from_thread(self._template_known, base, has)
+
+    def _template_known(self, base: str, has: bool | None) -> None:
+        self.has_template[base] = has
+        self._template_pending = None
+        if base == self.app.state.config.model.base:
+            self.show_template()
 
     def _template_cost(self) -> str | None:
         """The estimate's part for the template's trained embedding rows, when it has one."""
         est = self.estimate
         if est is None:
             return None
-        for key, value in est.parts.items():
-            if any(w in key for w in ("template", "added", "new_token", "embedding_rows")):
-                return f"{value / 2**20:,.0f} MB" if value < GB else f"{value / GB:.1f} GB"
-        return None
+        value = est.parts.get("template_token_rows")  # ftwizard.hardware.memory.template_token_bytes
+        if not value:
+            return None
+        return f"{value / 2**20:,.0f} MB" if value < GB else f"{value / GB:.1f} GB"
 
     def _explain_applied(self) -> None:
         """The model changed after a fix: the fix's settings were chosen for the old model; say so, offer undo."""

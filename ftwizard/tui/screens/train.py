@@ -278,6 +278,8 @@ class TrainStep(ReportsWorkerErrors, Vertical):
         t.add_row("model", f"{cfg.model.base} ({cfg.model.method})")
         if cfg.training.objective != "sft":
             t.add_row("objective", objective_line(cfg))
+        if cfg.data.chat_template != "auto":
+            t.add_row("template", f"{cfg.data.chat_template} (data.chat_template; saved with the tokenizer)")
         t.add_row("train", shown_path(cfg.data.train))
         t.add_row("eval", shown_path(cfg.data.eval) if cfg.data.eval else "(none)")
         rows, chars = (self.rows or (None, None))[:2] if self.rows else (None, None)
