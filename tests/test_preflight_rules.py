@@ -339,3 +339,18 @@ def test_every_rule_is_tested_and_documented():
         assert f"`{rule_id}`" in doc, f"{rule_id} missing from docs/preflight-rules.md"
         if rule_id != "lint.*":
             assert f'"{rule_id}"' in here or f"{rule_id}:" in here, f"no test for {rule_id}"
+
+
+def test_model_chat_template_note_for_a_base_without_one(tmp_path, embedded_model_dir):
+    """h14d: a base model without a chat template gets ChatML (note with the token rows' memory); the embedded
+    instruct model under auto gets no note; an explicit choice is noted too."""
+    base = Path(shutil.copytree(embedded_model_dir, tmp_path / "base"))
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    tc = json.loads((base / "tokenizer_config.json").read_text())
+    tc.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(tc))
+    f = hp({"model": {"base": str(base)}}, gpu="T4").by_rule("model.chat_template")
+    assert f and f[0].severity == INFO and "ChatML" in f[0].message and "<|im_end|>" in f[0].message
+    assert "more at the peak" in f[0].message
+    assert severity(hp({}), "model.chat_template") is None
+    assert "Llama 3" in hp({"data": {"chat_template": "llama3"}}).by_rule("model.chat_template")[0].message

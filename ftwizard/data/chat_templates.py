@@ -366,3 +366,70 @@ def needs_template(path: Path | str | None, fmt: str = "auto") -> bool:
     except Exception:
         return True
     return True
+
+
+def _base_folder(base: str) -> Path | None:
+    from ftwizard.config import EMBEDDED
+
+    if base == EMBEDDED:
+        from ftwizard.models.embedded import cache_path, is_cached
+
+        return cache_path() if is_cached() else None
+    p = Path(base).expanduser()
+    if p.is_dir():
+        return p
+    if base.count("/") == 1:
+        from ftwizard.hardware.shapes import cached_config
+
+        cfg = cached_config(base)
+        return cfg.parent if cfg is not None else None
+    return None
+
+
+def folder_has_template(folder: Path) -> bool:
+    """Whether a model folder ships a chat template (files only, no transformers)."""
+    import json
+
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        return bool(json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
+def base_has_template(base: str) -> bool | None:
+    """Whether `model.base` brings a chat template, from files alone (the wizard's Model step asks): None when
+    that cannot be told here (a hub id not in the local cache, a run folder). (h14e)"""
+    from ftwizard.config import EMBEDDED
+
+    if base == EMBEDDED:
+        return True
+    folder = _base_folder(base)
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    return folder_has_template(folder)
+
+
+def planned(base: str, choice: str = AUTO, train: Path | str | None = None,
+            fmt: str = "auto") -> ChatTemplate | None:
+    """The template a run will apply instead of the model's own, from files alone (no transformers): None for
+    plain text rows, or auto on a model whose folder has a template (or is not local, so unknown)."""
+    if not needs_template(train, fmt):
+        return None
+    choice = (choice or AUTO).strip()
+    if choice == AUTO:
+        folder = _base_folder(base)
+        return None if folder is None or folder_has_template(folder) else BUILTIN[DEFAULT]
+    if choice in BUILTIN:
+        return BUILTIN[choice]
+    try:
+        return load_file(Path(choice))
+    except UserError:
+        return None  # the check reports the file itself
+
+
+def trained_token_count(base: str, choice: str = AUTO, train: Path | str | None = None, fmt: str = "auto") -> int:
+    """How many chat-template tokens' embedding rows a run trains (the estimate's input), from files alone."""
+    tpl = planned(base, choice, train, fmt)
+    return len(tpl.special_tokens) if tpl is not None else 0

@@ -98,6 +98,7 @@ class EstimateInput:
     attention: str = "sdpa"  # or flash_attention_2 / flash_attention_3 (flash-attn installed)
     fused_lm_head: bool = True  # TRL's chunked LM head (the trainer); False: a plain loop with full logits
     device: str = "cuda"  # "cpu": a CPU run (precision fp32, no CUDA context)
+    template_tokens: int = 0  # chat-template tokens whose embedding rows train (data.chat_template on a base)
 
     def with_changes(self, **kw: Any) -> "EstimateInput":
         return replace(self, **kw)
@@ -149,6 +150,7 @@ class Estimate:
                 "lora_dropout": i.lora_dropout, "n_gpus": i.n_gpus, "strategy": i.strategy,
                 "epochs": i.epochs, "packing": i.packing, "padding_free": i.padding_free, "liger": i.liger,
                 "attention": i.attention, "fused_lm_head": i.fused_lm_head, "kbit_fp32_rest": i.kbit_fp32_rest,
+                "template_tokens": i.template_tokens,
             },
             "total_bytes": self.total_bytes,
             "parts": dict(self.parts),
@@ -232,6 +234,7 @@ def memory_only(inp: EstimateInput, shape: ModelShape | None = None, gpu: GpuTar
         strategy=inp.strategy, padded=False if inp.packing else None, kbit_fp32_rest=inp.kbit_fp32_rest,
         device="cpu" if inp.device == "cpu" else "cuda", fused_lm_head=inp.fused_lm_head,
         padding_free=inp.padding_free and not inp.packing, liger=inp.liger, attention=inp.attention,
+        template_tokens=inp.template_tokens,
     )
     return training_memory(shape, settings), precision, settings.seq_len
 
@@ -343,12 +346,24 @@ def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[i
         precision=precision, lora_r=cfg.lora.r, lora_targets=targets, lora_dropout=cfg.lora.dropout,
         n_gpus=n_gpus, strategy=strategy, gpu=gpu, epochs=t.epochs, packing=cfg.data.packing,
         padding_free=getattr(cfg.data, "padding_free", True),
+        template_tokens=_template_tokens(cfg),
     )
     if "liger" not in overrides and "attention" not in overrides:
         inp = inp.with_changes(**_installed_speedups(cfg, inp))
     if overrides:
         inp = inp.with_changes(**overrides)
     return estimate(inp)
+
+
+def _template_tokens(cfg) -> int:
+    """The chat-template tokens whose rows the run trains (data.chat_template; files only, no transformers)."""
+    from ftwizard.data.chat_templates import trained_token_count
+
+    try:
+        return trained_token_count(cfg.model.base, getattr(cfg.data, "chat_template", "auto"), cfg.data.train,
+                                   cfg.data.format)
+    except Exception:  # noqa: BLE001 - an unreadable model folder or data file is reported by the check itself
+        return 0
 
 
 def _installed_speedups(cfg, inp: EstimateInput) -> dict:

@@ -105,6 +105,7 @@ class MemorySettings:
     padding_free: bool = False  # the micro-batch joined into one row (position ids restart per example)
     liger: bool = False  # Liger RMSNorm + SwiGLU kernels
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2 | flash_attention_3
+    template_tokens: int = 0  # chat-template tokens whose embedding rows train (a base without a template)
 
 
 @dataclass
@@ -247,6 +248,30 @@ def fused_head_bytes(shape: ModelShape, s: MemorySettings, tok: int, *, res: int
     return total
 
 
+def template_token_bytes(shape: ModelShape, s: MemorySettings, p: int) -> tuple[int, int]:
+    """(always held, held at the start of backward) for training the rows of `s.template_tokens` chat-template
+    tokens (ftwizard.models.vocab; a base model given a template).
+
+    Full fine-tuning: the new rows are ordinary weights (fp32 weight, gradient, two Adam states). LoRA/QLoRA,
+    peft's trainable tokens: per row and matrix (the embedding, and the output layer unless tied) an fp32
+    trainable copy, its original, gradient and two Adam states (20 B per value); and, because TRL's chunked
+    LM head multiplies by the output layer's weight as peft presents it (the base weight with the trained rows
+    written in, a full vocab x hidden copy in the weight dtype, kept for backward), backward builds that whole
+    weight's gradient in fp32 and casts it to the weight dtype (no copy when that is fp32) before peft keeps the
+    trained rows: 8 bytes per vocabulary entry and hidden unit in fp32 or 16 bit, on top of the peak. Measured
+    on the CPU (SmolLM2-135M, LoRA, fp32, TRL's fused head; hardware.measure.cpu_peak_tensor_bytes): +216.6 MiB
+    against 49,152 x 576 x 8 B = 216.0 MiB. (peft's modules_to_save on the embedding and output layer instead
+    would hold full fp32 copies with gradients and Adam states: ~20 B per value, for the whole vocabulary.)"""
+    n = s.template_tokens
+    if n <= 0:
+        return 0, 0
+    mats = 1 if shape.tied else 2
+    if s.method == "full":
+        return n * shape.hidden * mats * 16, 0
+    vocab = shape.vocab + n
+    return n * shape.hidden * mats * 20, vocab * shape.hidden * (p + 4 + (p if p != 4 else 0))
+
+
 def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     """Peak memory of one GPU during training, in parts that add up to the total."""
     if s.method not in ("full", "lora", "qlora"):
@@ -344,13 +369,19 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
         recomputed = per_layer
         acts -= recomputed
         logits = max(logits, recomputed)
-    backward_peak = weight_copies + acts + logits + grads_during_backward
+    rows_small, rows_backward = template_token_bytes(shape, s, p)
+    if rows_small or rows_backward:
+        notes.append(f"{s.template_tokens} chat-template token rows train: "
+                     + ("the output layer's merged weight and its gradient at the start of backward"
+                        if rows_backward else "their new embedding rows"))
+    backward_peak = weight_copies + acts + logits + grads_during_backward + rows_backward
     step_peak = parts["gradients"] - grads_during_backward + opt_tmp // shard
     if backward_peak >= step_peak:
         phase = "backward"
         parts["autocast_weight_copies"] = weight_copies
         parts["activations"] = acts
         parts["logits_and_loss"] = logits
+        parts["template_token_rows"] = rows_small + rows_backward
         if not grads_during_backward:
             parts["gradients"] = 0  # set to None after each step; built during backward
             notes.append("gradients are built as activations are freed, after this peak")
@@ -361,6 +392,7 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
         parts["activations"] = 0
         parts["logits_and_loss"] = 0
         parts["optimizer_step_temporaries"] = opt_tmp // shard
+        parts["template_token_rows"] = rows_small
     parts["backward_workspace"] = workspace if phase == "backward" else CALIBRATION["cublas_workspace_bytes"]
     allocated = sum(parts.values())
     parts["allocator_overhead"] = int(allocated * CALIBRATION["allocator_overhead"])
@@ -381,6 +413,7 @@ PART_ORDER = (
     "activations",
     "logits_and_loss",
     "optimizer_step_temporaries",
+    "template_token_rows",
     "backward_workspace",
     "allocator_overhead",
     "cuda_context",
@@ -396,6 +429,7 @@ PART_LABELS = {
     "activations": "activations",
     "logits_and_loss": "logits + fp32 loss",
     "optimizer_step_temporaries": "optimizer step temporaries",
+    "template_token_rows": "chat-template token rows",
     "backward_workspace": "backward workspace",
     "allocator_overhead": "allocator overhead",
     "cuda_context": "CUDA context",

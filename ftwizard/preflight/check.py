@@ -66,6 +66,7 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
     if data not in DATA_MODES:
         raise ValueError(f"data must be one of {DATA_MODES}")
     from ftwizard.preflight import inputs
+    from ftwizard.preflight.template import chat_template
 
     t0 = time.perf_counter()
     report = Report()
@@ -151,7 +152,7 @@ def run_check(cfg: RunConfig, gpu=None, budget_hours: float | None = None, budge
     for rule_fn in (g.device_and_precision, g.trackers, g.memory, g.budget, g.lint_findings, g.duplicates, g.imbalance, g.eos,
                     g.chat_markup, g.truncation,
                     g.too_few, g.eval_set, g.learning_rate, g.epochs, g.warmup, g.batch, g.steps, g.lora, g.clipping,
-                    g.preference_data, g.preference_beta, g.kto):
+                    g.preference_data, g.preference_beta, g.kto, chat_template):
         rule_fn(ctx)
     lap("rules", t)
 

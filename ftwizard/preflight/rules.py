@@ -177,6 +177,12 @@ _RULES = [
          "desirable_weight x n_desirable / (undesirable_weight x n_undesirable) outside [1, 4/3], or one kind "
          "missing", "literature", "KTO paper arXiv:2402.01306 (and TRL's KTOTrainer check)",
          "outside that range one kind of answer dominates the loss; the fix sets desirable_weight"),
+    Rule("model.chat_template", INFO, "a chat template other than the model's own",
+         "data.chat_template is not auto, or auto on a base model whose folder has no chat template (ChatML then); "
+         "says which template, which tokens' embedding rows train and their memory in the estimate", "ftwizard",
+         "ftwizard.data.chat_templates",
+         "the tuned model only understands the template it was trained with; new tokens' rows must train or it never "
+         "learns to emit the end-of-turn token"),
     Rule("memory.checkpointing_off", WARNING, "gradient checkpointing off while memory is tight",
          "estimated peak above 90 % of the device's memory with training.gradient_checkpointing false",
          "guidance", "Hyperparameters",
