@@ -14,13 +14,17 @@ from ftwizard.commands.argtypes import nonneg_int, positive_int, unit_fraction
 TASK_TYPES = ["classification", "extraction", "style", "domain", "code", "math", "other"]
 
 
-def _model_args(p: argparse.ArgumentParser, tokens_optional: bool = True) -> None:
+def _model_args(p: argparse.ArgumentParser, tokens_optional: bool = True, chat_template: bool = True) -> None:
     p.add_argument("--model", default="embedded", metavar="M",
                    help="base model whose tokenizer and chat template count tokens: 'embedded' (default), a local folder, "
                         "or a hub id already in the cache")
     if tokens_optional:
         p.add_argument("--no-tokens", action="store_true", help="skip token counts (no tokenizer is loaded)")
     p.add_argument("--system-prompt", metavar="TEXT", help="system prompt the trainer adds to rows without one")
+    if chat_template:  # lint declares its own (h14e)
+        p.add_argument("--chat-template", default="auto", metavar="T",
+                       help="chat template as data.chat_template: auto (the model's own; ChatML for a base without "
+                            "one), chatml, llama3, gemma, mistral, alpaca or a .jinja file")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Check a fine-tuning data file and report every problem with its row. "
                                    "Exit 0: no errors; 1: errors; 2: usage error.")
     p.add_argument("file", help="JSONL, JSON, CSV or Parquet")
-    _model_args(p)
+    _model_args(p, chat_template=False)
     p.add_argument("--max-length", type=positive_int, default=512, metavar="N", help="max tokens per example (default 512)")
     p.add_argument("--eval", metavar="FILE", help="held-out file to check for overlap with the training file")
     p.add_argument("--task-type", choices=TASK_TYPES, help="what the data teaches (sets the example-count guidance)")
     p.add_argument("--objective", choices=["sft", "dpo", "orpo", "kto"],
                    help="training.objective the data is for: preference pairs are an error under sft, KTO rows under "
                         "dpo/orpo (default: not known, a note)")
-    p.add_argument("--chat-template", metavar="T",
+    p.add_argument("--chat-template", default="auto", metavar="T",
                    help="data.chat_template to render rows with: auto (the model's own; ChatML when it has none), "
                         "chatml, llama3, gemma, mistral, alpaca or a .jinja file")
     p.add_argument("--as-eval", action="store_true", help="check the file as a held-out set: no 'too few to "
@@ -97,9 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _tokenizer(args):
     if getattr(args, "no_tokens", False):
         return None
+    from ftwizard.data.chat_templates import apply_template
     from ftwizard.data.tokens import load_tokenizer
 
-    return load_tokenizer(args.model)
+    tok = load_tokenizer(args.model)
+    apply_template(tok, getattr(args, "chat_template", None) or "auto")  # the template the trainer would use
+    return tok
 
 
 def _console():
@@ -131,19 +138,14 @@ def cmd_lint(args) -> int:
     check_readable(Path(args.file))
     if args.eval:
         check_readable(Path(args.eval))
-    if args.chat_template:
-        from ftwizard.data.chat_templates import check_choice
-        from ftwizard.errors import UserError
+    from ftwizard.data.chat_templates import check_choice
+    from ftwizard.errors import UserError
 
-        try:
-            check_choice(args.chat_template)
-        except ValueError as e:
-            raise UserError(str(e).replace("data.chat_template", "--chat-template"), code=2) from None
-    tok = _tokenizer(args)
-    if tok is not None and args.chat_template:
-        from ftwizard.data.chat_templates import apply_template
-
-        apply_template(tok, args.chat_template, where="--chat-template")  # as the trainer will
+    try:
+        check_choice(args.chat_template)
+    except ValueError as e:
+        raise UserError(str(e).replace("data.chat_template", "--chat-template"), code=2) from None
+    tok = _tokenizer(args)  # applies --chat-template as the trainer will
     opts = LintOptions(tokenizer=tok, model=None if tok is None else args.model, max_length=args.max_length,
                        task_type=args.task_type, eval_path=Path(args.eval) if args.eval else None,
                        system_prompt=args.system_prompt, pii=not args.no_pii, dedup=not args.no_dedup,
