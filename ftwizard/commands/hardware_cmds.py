@@ -126,6 +126,17 @@ def _input_from_args(args):
         data, explicit = (args.data or None), True
     else:
         data, explicit = (str(cfg.data.train) if cfg is not None else None), False
+    from pathlib import Path
+
+    from ftwizard.data.chat_templates import trained_token_count
+
+    try:  # chat-template token rows that train (a base without a template, or data.chat_template)
+        kw["template_tokens"] = trained_token_count(str(kw.get("model", "embedded")),
+                                                    cfg.data.chat_template if cfg is not None else "auto",
+                                                    data if data and Path(data).exists() else None,
+                                                    cfg.data.format if cfg is not None else "auto")
+    except Exception:  # noqa: BLE001 - the data file and model are reported below and by the estimate
+        pass
     return EstimateInput(**kw), data, cfg, explicit
 
 
@@ -171,7 +182,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         model = inp.model if isinstance(inp.model, str) else "embedded"
         fmt = cfg.data.format if cfg is not None else "auto"
         sp = cfg.data.system_prompt if cfg is not None else None
-        inp = inp.with_changes(lengths=tuple(data_lengths(data, model, fmt=fmt, system_prompt=sp)))
+        inp = inp.with_changes(lengths=tuple(data_lengths(data, model, fmt=fmt, system_prompt=sp,
+                                                           chat_template=cfg.data.chat_template if cfg else "auto")))
     est = estimate(inp)
     out = est.to_dict()
     out["notes"].extend(notes)

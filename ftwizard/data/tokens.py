@@ -227,7 +227,8 @@ class TokenCounter:
         if not self.has_template:
             raise UserError(
                 "the model's tokenizer has no chat template, so chat data cannot be rendered",
-                fix="use an instruct/chat model, or a base model with a chat template added",
+                fix="give the run a template (data.chat_template: auto gives a base model ChatML; "
+                    "`--chat-template` on the data commands)",
             )
         out = []
         for c in conversations:

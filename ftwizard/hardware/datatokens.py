@@ -13,13 +13,17 @@ from ftwizard.errors import UserError
 
 
 def data_lengths(path: Path | str, model: str = "embedded", *, fmt: str = "auto",
-                 system_prompt: str | None = None) -> list[int]:
+                 system_prompt: str | None = None, chat_template: str = "auto") -> list[int]:
     """Token count of every usable row (rows that cannot be converted are skipped; lint reports them)."""
     from ftwizard.data.formats import ConversionError, detect_format, to_messages
     from ftwizard.data.loading import iter_records
     from ftwizard.data.tokens import TokenCounter, load_tokenizer
 
-    counter = TokenCounter(load_tokenizer(model))
+    from ftwizard.data.chat_templates import apply_template, needs_template
+
+    tok = load_tokenizer(model)
+    apply_template(tok, chat_template, needed=needs_template(path, fmt))  # as the trainer renders the rows
+    counter = TokenCounter(tok)
     chats: list[list[dict]] = []
     texts: list[str] = []
     for rec in iter_records(Path(path)):
