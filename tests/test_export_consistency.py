@@ -133,9 +133,6 @@ def test_cli_exports_every_format_with_relative_paths_and_each_answers_like_the_
     assert r2.returncode == 1 and "never overwritten" in r2.stderr
 
 
-@pytest.mark.skip(reason="known failure, under investigation: in this session's full-suite run the export itself "
-                  "completed (every format ok, consistent) but the Pilot run ended with NoMatches('#export-table') "
-                  "from the export worker's report; see the stop 12 closing note")
 async def test_wizard_default_export_passes(demo):
     """The Export step with its defaults (adapter, merged, gguf q8_0, ollama), clicked through."""
     from textual.widgets import Checkbox, DataTable, Select, Static
@@ -148,8 +145,9 @@ async def test_wizard_default_export_passes(demo):
     try:
         app = app_for_tests(runs_dir=Path("runs"))
         async with app.run_test(size=(80, 24)) as pilot:
-            for _ in range(len(titles) - 1):
-                await pilot.press("ctrl+n")
+            # straight to the last step: ctrl+n through Train and Try would start the speed probe and a model
+            # server, which compete with the export for the 2 cores and are not what this test is about
+            await app.screen.go(len(titles) - 1)
             await pilot.pause()
             step = app.screen.query_one(f"#step-{len(titles) - 1}")
             assert step.query_one("#export-run", Select).value == str(Path("runs") / "demo")
@@ -170,10 +168,12 @@ async def test_wizard_default_export_passes(demo):
             assert rows == {"adapter": "ok", "merged": "ok", "gguf-q8_0": "ok", "ollama": "ok", "card": "ok"}
             assert "consistency: consistent" in details
             assert "ollama create demo" in text_of(summary)
+            await wait_for(pilot, lambda: step.proc.poll() is not None, timeout=120)  # the exporter's last lines
     finally:
         os.chdir(cwd)
     m = json.loads((demo / "runs" / "demo" / "export" / "manifest.json").read_text())
     assert m["state"] == "completed" and m["consistency"]["consistent"]
+    assert "- export merged: ok" in (demo / "runs" / "demo" / "summary.md").read_text()  # the run's page lists it
 
 
 def _edit_gguf(src: Path, dst: Path, *args: str) -> None:

@@ -26,6 +26,18 @@ from ftwizard.export.manifest import read_manifest
 from ftwizard.tui.widgets.checkbox import GlyphCheckbox
 from ftwizard.tui.workers import ReportsWorkerErrors
 
+class LineLog(Log):
+    """Textual's Log measures each write's width in a thread worker that calls back into the app; one
+    started by the export's last lines outlived the wizard at exit (NoActiveAppError). The export writes
+    a line at a time, so measure here, on the UI thread."""
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        if lines:
+            from rich.cells import cell_len
+
+            self._update_maximum_width(updates, max(cell_len(self._process_line(line)) for line in lines))
+
+
 FORMAT_KEYS = ("adapter", "merged", "gguf", "ollama", "lora-gguf")
 DEFAULT_ON = {"adapter", "merged", "gguf", "ollama"}
 QUANT_KEYS = ("f16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
@@ -128,7 +140,7 @@ class ExportStep(ReportsWorkerErrors, Vertical):
             table.add_columns("export", "state", "size", "progress")
             yield table
             yield Static(id="export-details")
-            yield Log(id="export-log", max_lines=400)
+            yield LineLog(id="export-log", max_lines=400)
 
     def on_mount(self) -> None:
         self.query_one("#export-log", Log).styles.height = 8
@@ -223,15 +235,35 @@ class ExportStep(ReportsWorkerErrors, Vertical):
     def run_export(self, req: ExportRequest) -> None:
         proc, err = start(req, stdout=subprocess.PIPE)
         self.proc = proc
-        log = self.query_one("#export-log", Log)
+        app = self.app
         for line in proc.stdout:  # type: ignore[union-attr]
-            self.app.call_from_thread(log.write_line, line.rstrip("\n"))
+            if not self._report(app, self._log_line, line.rstrip("\n")):
+                break  # the wizard closed: the export process was ended by on_unmount
             m = read_manifest(req.out_dir())
             if m:
-                self.app.call_from_thread(self.show_manifest, m)
+                self._report(app, self.show_manifest, m)
         try:
             m = outcome(proc, err, req)
         except UserError as e:
-            self.app.call_from_thread(self.query_one("#export-summary", Static).update, Text(e.render(), style="bold red"))
+            self._report(app, self._show_error, e)
             return
-        self.app.call_from_thread(self.show_manifest, m)
+        self._report(app, self.show_manifest, m)
+
+    def _report(self, app, fn, *args) -> bool:
+        """Run `fn` on the UI thread; False once the step or the app is gone (the export process may still be
+        printing its last lines while the app shuts down: writing then raised NoActiveAppError)."""
+        if not self.is_attached or not app.is_running:
+            return False
+        try:
+            app.call_from_thread(fn, *args)
+        except RuntimeError:  # the app stopped between the check and the call
+            return False
+        return True
+
+    def _log_line(self, line: str) -> None:
+        if self.is_attached:
+            self.query_one("#export-log", Log).write_line(line)
+
+    def _show_error(self, e: UserError) -> None:
+        if self.is_attached:
+            self.query_one("#export-summary", Static).update(Text(e.render(), style="bold red"))
