@@ -65,6 +65,9 @@ def test_baseline_then_run_eval_side_by_side(tmp_path, capsys):
     final = json.loads((run / "eval" / "final.json").read_text())
     assert final["probe"]["probe_score"] == by_id["final"]["probe_score"] and len(final["probe"]["outputs"]) == 8
     assert final["device"] == "cpu" and final["precision"] == "fp32"
+    # the run's one-page summary (written when training ended) now carries the results
+    summary_md = (run / "summary.md").read_text()
+    assert "No evaluation yet" not in summary_md and "macro" in summary_md.lower()
 
     # Resume: nothing is recomputed, and the Rich table names every model.
     results = [run / "eval" / f"{mid}.json" for mid in ids]

@@ -33,6 +33,16 @@ class Status:
         atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
 
+def _refresh_run_summary(eval_dir: Path) -> None:
+    """runs/NAME/summary.md gains the results (it was written when training ended, before any eval)."""
+    run = eval_dir.parent
+    if eval_dir.name == "eval" and (run / "status.json").is_file():
+        from ftwizard.rundir import RunDir
+        from ftwizard.summary import write_summary_quietly
+
+        write_summary_quietly(RunDir(run))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ftwizard.evaluation.worker")
     ap.add_argument("eval_dir")
@@ -64,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_eval(eval_dir, spec, writer, log=lambda m: print(m, flush=True), set_status=status.set)
         writer.write("eval", event="finished", best_checkpoint=summary.get("best_checkpoint"))
         status.set(state="completed", ended_at=time.time(), current=None, models_done=len(spec["models"]))
+        _refresh_run_summary(eval_dir)
         return 0
     except UserError as e:
         msg = e.what + (f" ({e.where})" if e.where else "") + (f"; {e.fix}" if e.fix else "")

@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(a.error_file).write_text(json.dumps(e.to_dict()))
         print(e.render(), file=sys.stderr)
         return 1
+    if (Path(a.run) / "status.json").is_file():  # runs/NAME/summary.md lists the exports (written before them)
+        from ftwizard.rundir import RunDir
+        from ftwizard.summary import write_summary_quietly
+
+        write_summary_quietly(RunDir(Path(a.run).resolve()))
     return 0 if m["state"] == "completed" else 2
 
 
