@@ -142,3 +142,33 @@ def test_objective_defaults_and_validation(tmp_path):
     with pytest.raises(UserError, match="loss_type"):
         config_from_dict({**base, "preference": {"loss_type": "nope"}})
     assert objective_fields("orpo") == ("beta",) and objective_fields("sft") == ()
+
+
+def test_memory_estimate_of_the_preference_objectives():
+    """Pairs double the sequences per micro-batch; the reference costs nothing with LoRA (adapter off) or when
+    precomputed, and a frozen copy of the weights in the compute dtype with full fine-tuning; KTO's KL batch and
+    every reference forward run without gradients (no activations kept)."""
+    from ftwizard.hardware.estimate import OBJECTIVE_COMPUTE, EstimateInput, estimate
+
+    def est(objective="sft", method="lora", batch=2, **kw):
+        return estimate(EstimateInput(model="embedded", method=method, max_length=128, micro_batch=batch,
+                                      device="cpu", padding_free=False, objective=objective, rows=100, **kw),
+                        with_advice=False)
+
+    sft2, sft4 = est(batch=2), est(batch=4)
+    dpo = est("dpo")
+    assert dpo.parts["activations"] == sft4.parts["activations"] > sft2.parts["activations"]
+    assert dpo.parts["reference_model"] == 0 and sft2.parts["reference_model"] == 0
+    assert any("adapter off" in n for n in dpo.notes)
+    full = est("dpo", "full")
+    assert full.parts["reference_model"] == full.total_params * 4  # CPU: fp32 is the compute dtype
+    gpu = estimate(EstimateInput(model="embedded", method="full", max_length=128, micro_batch=2, precision="bf16",
+                                 objective="dpo", padding_free=False), with_advice=False)
+    assert gpu.parts["reference_model"] == gpu.total_params * 2  # bf16
+    assert est("dpo", "full", reference="precomputed").parts["reference_model"] == 0
+    assert est("orpo", "full").parts["reference_model"] == 0  # ORPO has no reference
+    kto = est("kto", "full")
+    assert kto.parts["reference_model"] == kto.total_params * 4
+    assert est("kto").parts["activations"] == sft2.parts["activations"]
+    # time: DPO computes 8/3 of an SFT step per row (policy fwd+bwd on both answers, reference fwd on both)
+    assert dpo.flops == pytest.approx(sft2.flops * OBJECTIVE_COMPUTE["dpo"], rel=0.01)

@@ -99,6 +99,8 @@ class EstimateInput:
     fused_lm_head: bool = True  # TRL's chunked LM head (the trainer); False: a plain loop with full logits
     device: str = "cuda"  # "cpu": a CPU run (precision fp32, no CUDA context)
     template_tokens: int = 0  # chat-template tokens whose embedding rows train (data.chat_template on a base)
+    objective: str = "sft"  # training.objective: sft | dpo | orpo | kto (memory.py says what each holds)
+    reference: str = "auto"  # preference.reference: auto | precomputed
 
     def with_changes(self, **kw: Any) -> "EstimateInput":
         return replace(self, **kw)
@@ -234,7 +236,7 @@ def memory_only(inp: EstimateInput, shape: ModelShape | None = None, gpu: GpuTar
         strategy=inp.strategy, padded=False if inp.packing else None, kbit_fp32_rest=inp.kbit_fp32_rest,
         device="cpu" if inp.device == "cpu" else "cuda", fused_lm_head=inp.fused_lm_head,
         padding_free=inp.padding_free and not inp.packing, liger=inp.liger, attention=inp.attention,
-        template_tokens=inp.template_tokens,
+        template_tokens=inp.template_tokens, objective=inp.objective, reference=inp.reference,
     )
     return training_memory(shape, settings), precision, settings.seq_len
 
@@ -281,9 +283,12 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
         notes.append("token count assumed: rows x max_length (give --data for real counts)")
     price = inp.price_per_hour if inp.price_per_hour is not None else (gpu.price_per_hour if gpu else None)
     tc = None
+    factor = OBJECTIVE_COMPUTE.get(inp.objective, 1.0)
+    if tokens and factor != 1.0:
+        notes.append(f"{inp.objective.upper()} computes ~{factor:.2g}x an SFT step per row (its extra forwards)")
     if tokens:
         tc = time_and_cost(shape, method=inp.method, gradient_checkpointing=inp.gradient_checkpointing,
-                           seq_len=seq, tokens=tokens, peak_tflops=gpu.peak_tflops if gpu else None,
+                           seq_len=seq, tokens=round(tokens * factor), peak_tflops=gpu.peak_tflops if gpu else None,
                            n_gpus=inp.n_gpus, utilization=inp.utilization, price_per_hour=price)
     est = Estimate(
         input=inp, shape=shape, total_bytes=total, parts=mem.parts, peak_phase=mem.peak_phase, gpu=gpu,
@@ -300,6 +305,12 @@ def estimate(inp: EstimateInput, *, with_advice: bool = True) -> Estimate:
         est.cheapest_gpu = _cheapest(inp, shape, tokens)
     return est
 
+
+# Compute per training row against SFT's (forward + backward = 3 forward units per sequence): DPO runs the policy
+# forward and backward on chosen and rejected (2 x 3) and the reference forward on both (2 x 1): 8/3. ORPO: 2 x 3,
+# no reference: 2. KTO: the policy on the completion (3), its KL completion without gradients (1) and the reference
+# on both (2): 2. (A precomputed reference moves DPO's/KTO's reference forwards before training; same total.)
+OBJECTIVE_COMPUTE = {"sft": 1.0, "dpo": 8 / 3, "orpo": 2.0, "kto": 2.0}
 
 RENTAL_SETUP_HOURS = 0.25  # ~15 min billed per rented run besides training (boot, downloads, saving)
 
@@ -346,7 +357,7 @@ def estimate_for_config(cfg, gpu: GpuTarget | str | None = None, lengths: list[i
         precision=precision, lora_r=cfg.lora.r, lora_targets=targets, lora_dropout=cfg.lora.dropout,
         n_gpus=n_gpus, strategy=strategy, gpu=gpu, epochs=t.epochs, packing=cfg.data.packing,
         padding_free=getattr(cfg.data, "padding_free", True),
-        template_tokens=_template_tokens(cfg),
+        template_tokens=_template_tokens(cfg), objective=t.objective, reference=cfg.preference.reference,
     )
     if "liger" not in overrides and "attention" not in overrides:
         inp = inp.with_changes(**_installed_speedups(cfg, inp))

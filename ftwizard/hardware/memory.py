@@ -50,6 +50,20 @@ DDP replicates everything; FSDP shards weights, gradients and optimizer states b
 gathers one layer's full weights at a time (a rough model of FSDP's own buffers); DDP
 also keeps its gradient buckets, a second copy of the gradients.
 
+Preference objectives (TRL's DPOTrainer, KTOTrainer, ORPOTrainer; `objective`):
+* DPO and ORPO put chosen and rejected through the policy together: one micro-batch of b
+  pairs is 2b padded sequences of activations and LM-head buffers (padding-free is off:
+  TRL 1.16's DPO falls back to padding). ORPO's (experimental) trainer builds the full
+  logits rather than TRL's chunked head.
+* The reference forward (DPO, KTO) runs under no_grad before the policy's: it keeps no
+  activations, so it adds nothing at the backward peak (its transient forward is smaller).
+  With LoRA/QLoRA the reference is the base with the adapter switched off: no memory.
+  Full fine-tuning holds a frozen copy of the weights in the compute dtype
+  (`reference_model`), unless `reference="precomputed"` (log-probs computed once first).
+* KTO adds a KL batch (each prompt with another row's completion): a no_grad policy
+  forward and a reference forward, transient like the reference's; its activations are
+  those of b sequences. ORPO has no reference at all.
+
 Pure arithmetic, no torch import: the wizard re-estimates on every keystroke.
 """
 
@@ -106,6 +120,8 @@ class MemorySettings:
     liger: bool = False  # Liger RMSNorm + SwiGLU kernels
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2 | flash_attention_3
     template_tokens: int = 0  # chat-template tokens whose embedding rows train (a base without a template)
+    objective: str = "sft"  # sft | dpo | orpo | kto (training.objective)
+    reference: str = "auto"  # preference.reference: auto (full: a frozen copy) | precomputed (no copy)
 
 
 @dataclass
@@ -276,6 +292,16 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     """Peak memory of one GPU during training, in parts that add up to the total."""
     if s.method not in ("full", "lora", "qlora"):
         raise ValueError(f"unknown method {s.method!r}")
+    pref_notes: list[str] = []
+    if s.objective in ("dpo", "orpo"):
+        # chosen and rejected of each pair go through the policy as one padded batch of 2b sequences
+        s = replace(s, micro_batch=2 * s.micro_batch, padding_free=False, padded=True,
+                    fused_lm_head=s.fused_lm_head and s.objective == "dpo")
+        pref_notes.append(f"{s.objective.upper()}: chosen and rejected together, {s.micro_batch} sequences per "
+                          "micro-batch" + ("; ORPO's trainer builds full logits" if s.objective == "orpo" else ""))
+    elif s.objective == "kto":
+        s = replace(s, padding_free=False)
+        pref_notes.append("KTO: the KL batch and the reference run without gradients (no activations kept)")
     if s.padding_free and s.micro_batch > 1:
         # one row of b x seq tokens; SDPA/eager get a block-diagonal mask over all of it
         s = replace(s, micro_batch=1, seq_len=s.micro_batch * s.seq_len, padding_free=False,
@@ -290,6 +316,15 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
     tok = s.micro_batch * s.seq_len
 
     parts: dict[str, int] = {}
+    frozen_copy = s.objective in ("dpo", "kto") and s.method == "full" and s.reference != "precomputed"
+    # the frozen reference copy TRL loads for full fine-tuning, in the compute dtype (the trainer asks for it)
+    parts["reference_model"] = (n_total * p) // shard if frozen_copy else 0
+    if frozen_copy:
+        pref_notes.append("full fine-tuning holds a frozen reference copy of the weights")
+    elif s.objective in ("dpo", "kto"):
+        pref_notes.append("reference: " + ("log-probs precomputed before training" if s.reference == "precomputed"
+                                           else "the base with the adapter off (no copy)"))
+    notes.extend(pref_notes)
     if s.method == "full":
         w_bytes = 4  # fp32 master weights under autocast (mixed precision), or plain fp32
         res = 4
@@ -405,6 +440,7 @@ def training_memory(shape: ModelShape, s: MemorySettings) -> MemoryBreakdown:
 
 PART_ORDER = (
     "weights",
+    "reference_model",
     "lora_adapters",
     "gradients",
     "ddp_gradient_buckets",
@@ -421,6 +457,7 @@ PART_ORDER = (
 
 PART_LABELS = {
     "weights": "weights",
+    "reference_model": "frozen reference model",
     "lora_adapters": "LoRA adapters",
     "gradients": "gradients",
     "ddp_gradient_buckets": "DDP gradient buckets",

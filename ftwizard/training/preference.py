@@ -67,6 +67,10 @@ def build_args(cfg: RunConfig, run: RunDir, prec, has_eval: bool, dist: dict | N
     objective, p = cfg.training.objective, cfg.preference
     common = common_training_args(cfg, run, prec, has_eval, dist)
     common.update(max_length=cfg.data.max_length, remove_unused_columns=False)
+    if objective in ("dpo", "kto") and cfg.model.method == "full" and p.reference == "auto" and prec.name != "fp32":
+        # TRL builds the frozen reference copy with these (else in the policy's dtype: fp32 master weights);
+        # a reference needs no fp32 masters, so it is held in the compute dtype (half the memory)
+        common["model_init_kwargs"] = {"dtype": "bfloat16" if prec.bf16 else "float16"}
     if objective == "dpo":
         from trl import DPOConfig
 
