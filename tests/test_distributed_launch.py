@@ -119,7 +119,7 @@ def test_fsdp_and_ddp_are_allowed_where_they_can_run():
 def test_cli_refuses_fsdp_on_a_machine_without_gpus(tmp_path):
     cfg = tiny_config(tmp_path)
     r = cli("train", str(cfg), "--gpus", "2", "--strategy", "fsdp", "--name", "f", "--force")
-    assert r.returncode == 1 and "FSDP needs GPUs" in r.stderr and "--strategy ddp" in r.stderr
+    assert r.returncode == 2 and "FSDP needs GPUs" in r.stderr and "--strategy ddp" in r.stderr
     assert not (tmp_path / "runs" / "f").exists()
 
 
@@ -127,7 +127,7 @@ def test_cli_refuses_bad_node_rank_before_any_folder(tmp_path):
     cfg = tiny_config(tmp_path)
     r = cli("train", str(cfg), "--gpus", "1", "--nodes", "2", "--node-rank", "5", "--master-addr", "h", "--name", "z",
             "--force")
-    assert r.returncode == 1 and "outside 0..1" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "outside 0..1" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs" / "z").exists()
 
 

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ftwizard.errors import UserError
+from ftwizard.errors import UsageError, UserError
 
 STRATEGIES = ("ddp", "fsdp")
 LAUNCH_FILE = "launch.json"
@@ -104,30 +104,30 @@ def check_spec(spec: LaunchSpec, method: str, device: str = "auto", name: str | 
                visible_gpus: int | None = None) -> None:
     """Refuse, before anything starts, a launch that cannot work; every message says what to change."""
     if spec.strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {spec.strategy!r}", where="--strategy", fix="use ddp or fsdp")
+        raise UsageError(f"unknown strategy {spec.strategy!r}", where="--strategy", fix="use ddp or fsdp")
     if spec.gpus < 1:
-        raise UserError("--gpus must be at least 1", where="--gpus")
+        raise UsageError("--gpus must be at least 1", where="--gpus")
     if spec.nodes < 1:
-        raise UserError("--nodes must be at least 1", where="--nodes")
+        raise UsageError("--nodes must be at least 1", where="--nodes")
     if not 0 <= spec.node_rank < spec.nodes:
-        raise UserError(f"--node-rank {spec.node_rank} is outside 0..{spec.nodes - 1}", where="--node-rank",
+        raise UsageError(f"--node-rank {spec.node_rank} is outside 0..{spec.nodes - 1}", where="--node-rank",
                         fix="number the machines 0, 1, ... with node 0 the one named by --master-addr")
     if not 1 <= spec.master_port <= 65535:
-        raise UserError(f"--master-port {spec.master_port} is not a TCP port", where="--master-port")
+        raise UsageError(f"--master-port {spec.master_port} is not a TCP port", where="--master-port")
     if spec.nodes > 1:
         if not spec.master_addr:
-            raise UserError("several nodes need --master-addr (the address of node 0, reachable from every node)",
+            raise UsageError("several nodes need --master-addr (the address of node 0, reachable from every node)",
                             where="--master-addr", fix="pass --master-addr HOST; `--print-launch` prints each node's command")
         if not name:
-            raise UserError("several nodes need --name, so every node agrees on the run's name",
+            raise UsageError("several nodes need --name, so every node agrees on the run's name",
                             where="--name", fix="pass the same --name on every node")
     if visible_gpus is not None and device != "cpu" and visible_gpus > 0 and spec.gpus > visible_gpus:
-        raise UserError(f"--gpus {spec.gpus} but this machine has {visible_gpus} visible GPU(s)", where="--gpus",
+        raise UsageError(f"--gpus {spec.gpus} but this machine has {visible_gpus} visible GPU(s)", where="--gpus",
                         fix=f"use --gpus {visible_gpus} or fewer (`ftwizard gpus` lists them)")
     on_gpu = device != "cpu" and bool(visible_gpus)
     if spec.strategy == "fsdp" and not on_gpu:
         # accelerate turns FSDP on only for GPU-type devices; CPU processes would silently run DDP
-        raise UserError("FSDP needs GPUs: accelerate shards a model only across GPUs",
+        raise UsageError("FSDP needs GPUs: accelerate shards a model only across GPUs",
                         where="--strategy", fix="on the CPU use --strategy ddp (each process holds the whole model)"
                         + (" and method lora" if method == "qlora" else ""))
 
