@@ -54,8 +54,8 @@ async def test_monitor_shows_a_preference_runs_rewards_beside_the_loss(tmp_path)
         metrics = text_of(mon.query_one("#mon-metrics", Static))
         for word in ("margin", "accuracy", "chosen/rej", "kl"):
             assert word in metrics, metrics
-        assert "2" in metrics.split("margin")[1].splitlines()[0]           # the last margin (2.0)
-        assert "0.8 / -1.2" in metrics                                     # chosen / rejected rewards
+        assert "2.000" in metrics.split("margin")[1].splitlines()[0]       # the last margin
+        assert "0.800 / -1.200" in metrics                                 # chosen / rejected rewards
         assert any(c in metrics for c in "▁▂▃▄▅▆▇█")                       # the trend as a sparkline
         # every row of the panel fits in it at 80x24 (nothing cut off at the bottom)
         panel = mon.query_one("#mon-metrics")
@@ -69,7 +69,7 @@ async def test_monitor_shows_a_preference_runs_rewards_beside_the_loss(tmp_path)
         drawn = plot.render().plain
         assert "60" in drawn and "-1" in drawn                            # x axis to step 60; negative rewards
         assert "chosen" in str(plot.border_title) and "margin" in str(plot.border_title)
-        assert plot.border_subtitle == "eval: margin 1.6, accuracy 75%"   # held-out pairs, last eval
+        assert plot.border_subtitle == "eval: margin 1.600, accuracy 75%"  # held-out pairs, last eval
         await pilot.press("p")
         await pilot.pause(0.6)
         assert mon.query_one(LossPlot).display

@@ -54,6 +54,13 @@ def sparkline(values: list[float], width: int = 10, lo: float | None = None, hi:
                    for v in vals)
 
 
+def reward_number(v: float | None) -> str:
+    """A reward or margin in few characters (they sit near 0, often below 0.1): 0.026, -0.006, 12.5."""
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.3g}"
+
+
 def progress_bar(fraction: float | None, width: int) -> Text:
     if fraction is None:
         return Text("·" * width, style="dim")
@@ -272,7 +279,7 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         margin, acc = w.latest_reward("rewards_margins", evals=True), w.latest_reward("rewards_accuracies", evals=True)
         parts = []
         if margin is not None:
-            parts.append(f"margin {format_number(margin)}")
+            parts.append(f"margin {reward_number(margin)}")
         if acc is not None:
             parts.append(f"accuracy {acc * 100:.0f}%")
         return ("eval: " + ", ".join(parts)) if parts else ""
@@ -283,17 +290,17 @@ class RunMonitor(ReportsWorkerErrors, Vertical, can_focus=True):
         margins = w.rewards.get("rewards_margins")
         if margins is not None:
             ys = margins.points()[1]
-            t.add_row("margin", Text.assemble((sparkline(ys, 8), "cyan"), " ", format_number(ys[-1])))
+            t.add_row("margin", Text.assemble((sparkline(ys, 8), "cyan"), " ", reward_number(ys[-1])))
         accs = w.rewards.get("rewards_accuracies")
         if accs is not None:
             ys = accs.points()[1]
             t.add_row("accuracy", Text.assemble((sparkline(ys, 8, 0.0, 1.0), "green"), f" {ys[-1] * 100:3.0f}%"))
         chosen, rejected = w.latest_reward("rewards_chosen"), w.latest_reward("rewards_rejected")
         if chosen is not None or rejected is not None:
-            t.add_row("chosen/rej", f"{format_number(chosen)} / {format_number(rejected)}")
+            t.add_row("chosen/rej", f"{reward_number(chosen)} / {reward_number(rejected)}")
         kl = w.latest_reward("kl")
         if kl is not None:
-            t.add_row("kl", format_number(kl))
+            t.add_row("kl", reward_number(kl))
 
     def _metrics(self, w: RunWatch) -> Table:
         t = Table.grid(padding=(0, 1))
