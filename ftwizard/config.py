@@ -515,24 +515,24 @@ def starting_config(train: Path | None = None, eval_file: Path | None = None, *,
     from ftwizard.paths import sample_data_dir
 
     sample = train is None
+    preference = bool(objective) and objective != "sft"
     if sample:
         folder = sample_data_dir()
-        train = folder / "train.jsonl"
-        if eval_file is None and (folder / "eval.jsonl").is_file():
-            eval_file = folder / "eval.jsonl"
+        # a preference objective starts from the bundled preference pairs (sample_data/preference_*.jsonl)
+        stem = "preference_" if preference and (folder / "preference_train.jsonl").is_file() else ""
+        train = folder / f"{stem}train.jsonl"
+        if eval_file is None and (folder / f"{stem}eval.jsonl").is_file():
+            eval_file = folder / f"{stem}eval.jsonl"
     cfg = default_config(Path(train), Path(eval_file) if eval_file is not None else None)
     if method or base:
         cfg.model = cfg.model.model_copy(update={k: v for k, v in {"method": method, "base": base}.items() if v})
-    if sample:
+    if sample and not preference:
         tune_for_sample_task(cfg)
-    if objective and objective != "sft":
+    if preference:
         # through validation, so the objective's learning-rate default (RunConfig._objective_defaults) applies
         data = cfg.to_dict()
         data["training"]["objective"] = objective
-        if not sample:
-            data["training"].pop("learning_rate", None)
-        else:
-            data["training"]["learning_rate"] = default_learning_rate(objective, cfg.model.method)
+        data["training"].pop("learning_rate", None)
         cfg = RunConfig.model_validate(data)
     return cfg
 

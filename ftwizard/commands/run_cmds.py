@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", help="training file (default: the bundled sample data)")
     p.add_argument("--eval", help="held-out file")
     p.add_argument("--method", choices=["full", "lora", "qlora"])
+    p.add_argument("--objective", choices=["sft", "dpo", "orpo", "kto"],
+                   help="training objective (default sft; dpo/orpo/kto start from the sample preference pairs and "
+                        "their own learning rate; see docs/preference.md)")
     p.add_argument("--model", help="base model: 'embedded', a local folder, or a hub id")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--json", action="store_true", help="print {\"wrote\": PATH} (failures: {\"error\", \"where\", \"fix\"})")
@@ -110,7 +113,8 @@ def cmd_init(args) -> int:
                 raise UserError(f"{opt}: {e.what}", where=e.where, fix=e.fix) from None
     # the one default (shared with the wizard): the tuned sample task unless a training file is given
     cfg = starting_config(Path(args.train).resolve() if args.train else None,
-                          Path(args.eval).resolve() if args.eval else None, method=args.method, base=args.model)
+                          Path(args.eval).resolve() if args.eval else None, method=args.method, base=args.model,
+                          objective=getattr(args, "objective", None))
     atomic_write_text(out, commented_yaml(cfg))
     if args.json:
         import json
