@@ -132,7 +132,9 @@ def test_objective_defaults_and_validation(tmp_path):
     assert config_from_dict({**base, "training": {"objective": "dpo", "learning_rate": 1e-5}}).training.learning_rate == 1e-5
     assert config_from_dict(base).training.learning_rate == 2e-4
     assert config_from_dict(full.to_dict()).training.learning_rate == 5e-7
-    assert starting_config(objective="kto").training.learning_rate == 5e-6
+    kto = starting_config(objective="kto")  # `ftwizard init --objective kto`: the sample pairs, KTO's own rate
+    assert kto.training.learning_rate == 5e-6 and kto.data.train.name == "preference_train.jsonl"
+    assert starting_config().data.train.name == "train.jsonl" and starting_config().training.learning_rate == 4e-4
     # every default sits inside its objective's typical range
     for (objective, method), lr in __import__("ftwizard.config", fromlist=["x"]).PREFERENCE_LR.items():
         low, high = pg.OBJECTIVES[objective].lr_range(method)
