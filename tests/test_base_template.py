@@ -245,3 +245,27 @@ def test_base_without_template_trains_its_new_token_rows_and_every_loader_uses_t
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     exported = next(p for p in (run.path / "export").rglob("chat_template.jinja"))
     assert "<|start_header_id|>" in exported.read_text()
+
+
+def test_estimate_counts_the_template_token_rows(tmp_path, base_dir):
+    """The estimate (what check and the wizard show) includes the trained template rows for a base without a
+    template, and nothing for the instruct model under auto or for plain text rows."""
+    from ftwizard.config import load_config
+    from ftwizard.hardware.estimate import estimate_for_config
+
+    cfg_path = tiny_config(tmp_path)
+    data = yaml.safe_load(cfg_path.read_text())
+    data["model"]["base"] = str(base_dir)
+    cfg_path.write_text(yaml.safe_dump(data))
+    base_cfg = load_config(cfg_path)
+    est = estimate_for_config(base_cfg, device="cpu")
+    assert est.input.template_tokens == 2  # ChatML under auto
+    # LoRA: the output layer's merged weight and its fp32 gradient (8 B per vocab x hidden, measured on the CPU)
+    assert est.parts["template_token_rows"] >= 49152 * 576 * 8
+    assert any("chat-template token rows" in n for n in est.notes)
+    instruct = load_config(cfg_path, {"model.base": ("--model", "embedded")})
+    assert estimate_for_config(instruct, device="cpu").parts["template_token_rows"] == 0
+    text = tmp_path / "text.jsonl"
+    text.write_text('{"text": "plain words"}\n' * 4)
+    plain = load_config(cfg_path, {"data.train": ("--data", str(text))})
+    assert estimate_for_config(plain, device="cpu").parts["template_token_rows"] == 0
