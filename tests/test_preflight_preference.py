@@ -174,3 +174,19 @@ def test_memory_estimate_of_the_preference_objectives():
     assert est("kto").parts["activations"] == sft2.parts["activations"]
     # time: DPO computes 8/3 of an SFT step per row (policy fwd+bwd on both answers, reference fwd on both)
     assert dpo.flops == pytest.approx(sft2.flops * OBJECTIVE_COMPUTE["dpo"], rel=0.01)
+
+
+def test_kto_unpairs_pairs_without_same_prompt_neighbours():
+    """TRL's KTO pairs each row's prompt with the previous row's completion for its KL term: a pair's two answers
+    must not sit side by side (they would share the prompt), and each batch should mix both labels."""
+    from ftwizard.training.preference import unpair
+
+    for n in (2, 3, 4, 7, 8):
+        rows = [{"prompt": [{"role": "user", "content": f"p{i}"}], "chosen": [f"c{i}"], "rejected": [f"r{i}"]}
+                for i in range(n)]
+        out = unpair(rows)
+        assert sorted(r["completion"][0] for r in out) == sorted([f"c{i}" for i in range(n)] + [f"r{i}" for i in range(n)])
+        assert all(r["label"] == r["completion"][0].startswith("c") for r in out)
+        assert not any(out[k]["prompt"] == out[k - 1]["prompt"] for k in range(1, len(out)))
+        if n >= 4:
+            assert [r["label"] for r in out[:4]] == [True, False, True, False]

@@ -37,12 +37,26 @@ def load_rows(path: Path, cfg: RunConfig) -> tuple[str, list[dict[str, Any]]]:
 
 
 def unpair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pairs as KTO rows: each pair gives its chosen answer as desirable and its rejected one as undesirable
-    (what TRL's unpair_preference_dataset does), interleaved so a sequential batch sees both labels."""
+    """Pairs as KTO rows: each pair's chosen answer desirable, its rejected one undesirable.
+
+    TRL estimates KTO's KL term by pairing each row's prompt with the previous row's completion in the batch, so
+    two neighbours must not share a prompt. TRL's own unpair puts all chosen rows before all rejected ones (batches
+    of one label); here chosen i is followed by rejected i + n/2, which mixes the labels in every batch and still
+    never puts one prompt's two answers side by side (n >= 4; smaller sets use TRL's order)."""
+    def good(r):
+        return {"prompt": r["prompt"], "completion": r["chosen"], "label": True}
+
+    def bad(r):
+        return {"prompt": r["prompt"], "completion": r["rejected"], "label": False}
+
+    n = len(rows)
+    if n < 4:
+        return [good(r) for r in rows] + [bad(r) for r in rows]
+    half = n // 2
     out = []
-    for r in rows:
-        out.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
-        out.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
+    for i in range(n):
+        out.append(good(rows[i]))
+        out.append(bad(rows[(i + half) % n]))
     return out
 
 
