@@ -289,3 +289,19 @@ def test_eval_samples_cut_tool_rows_at_the_first_assistant_turn(tmp_path):
     gen = load_samples(path)  # the generation eval's reference for a row ending at its call is the call itself
     assert gen[2].reference == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     assert gen[1].prompt.tools == [WEATHER]
+
+
+def test_fix_to_messages_keeps_tools_and_calls(tmp_path):
+    """`data fix --to messages` on LLaMA-Factory rows writes OpenAI rows that keep the tool schemas and calls."""
+    from ftwizard.data.fix import fix_file
+
+    sg = {"conversations": [{"from": "human", "value": "Weather in Paris?"},
+                            {"from": "function_call", "value": '{"name": "get_weather", "arguments": {"city": "Paris"}}'},
+                            {"from": "observation", "value": '{"temp": 18}'}, {"from": "gpt", "value": "18 C."}],
+          "tools": json.dumps([WEATHER["function"]])}
+    out = tmp_path / "out.jsonl"
+    fix_file(_tmp_jsonl([sg]), out, to_messages=True)
+    written = json.loads(out.read_text().splitlines()[0])
+    assert written["tools"] == [WEATHER] and written["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    again = to_messages(written)
+    assert again == to_messages(sg) and again.tools == [WEATHER]

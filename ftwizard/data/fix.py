@@ -225,10 +225,12 @@ def fix_file(src: Path | str, out: Path | str, *, dedup: str | None = None, drop
             value = rec.value
             if to_messages:
                 _, messages, fmt = _classify(rec, True, system_prompt)
-                if fmt != "messages" or set(value) != {"messages"} or messages != value["messages"]:
+                if fmt != "messages" or set(value) - {"tools"} != {"messages"} or messages != value["messages"]:
                     changes.append(f"converted from {fmt} to messages")
                     rep.counts["convert.to_messages"] += 1
-                value = {"messages": messages}
+                value = {"messages": list(messages)}
+                if getattr(messages, "tools", None):  # tool rows keep their tool schemas (ftwizard.data.tools)
+                    value["tools"] = messages.tools
             if redact_pii:
                 kinds: Counter = Counter()
                 row_diffs: list = []
