@@ -22,6 +22,7 @@ from ftwizard.config import RunConfig, default_learning_rate  # noqa: E402
 from ftwizard.rundir import RunDir  # noqa: E402
 from ftwizard.tui.screens.decide import ObjectiveScreen  # noqa: E402
 from ftwizard.tui.widgets.light import Choice  # noqa: E402
+from ftwizard.tui.widgets.toggle import Toggle  # noqa: E402
 from ftwizard.tui.widgets.loss_plot import LossPlot, RewardPlot  # noqa: E402
 from ftwizard.tui.widgets.monitor import RunMonitor  # noqa: E402
 
@@ -232,6 +233,13 @@ async def test_orpo_path_data_step_sets_the_objective_the_pairs_need(cwd_tmp, mo
         assert _shown_pref_fields(tune) == {"beta"}              # ORPO reads beta (its lambda) only
         lr = tune.query_one("#field-training-learning_rate").query_one(Input)
         assert float(lr.value) == cfg.training.learning_rate     # the form shows the new default
+        await pilot.press("ctrl+a")                              # every setting: packing is an advanced one
+        packing = tune.query_one("#field-data-packing").query_one(Toggle)
+        await tab_to(pilot, packing)
+        await pilot.press("space")                               # the config's cross-field rule refuses it
+        await pilot.pause(0.3)
+        assert cfg.data.packing is False and packing.value is False
+        assert "packing is for SFT only" in text_of(tune.query_one("#note-data-packing"))
         train = await _to_train_plan(pilot)
         assert "ORPO: beta 0.1" in text_of(train.query_one("#train-summary", Static))
         assert (cfg.training.objective, cfg.training.learning_rate, cfg.preference.beta, cfg.data.packing) == \

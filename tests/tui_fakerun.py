@@ -47,7 +47,9 @@ def write_preference_history(run: RunDir, steps: int, *, eval_every: int = 10, k
     w = EventWriter(run.events)
     w.write("system", event="train_begin", step=0, max_steps=steps)
     for s in range(1, steps + 1):
-        w.write("train", **train_fields(s, steps), **reward_fields(s, steps, kto=kto))
+        fields = dict(train_fields(s, steps), loss=round(0.6931 * (1 - 0.8 * s / steps) + 0.01 * math.sin(s), 4),
+                      learning_rate=5e-6 * (1 - s / steps))  # DPO: from ln 2 down, at a DPO learning rate
+        w.write("train", **fields, **reward_fields(s, steps, kto=kto))
         if eval_every and s % eval_every == 0:
             ev = {"eval_" + k: v * 0.8 for k, v in reward_fields(s, steps, kto=kto).items()}
             w.write("eval", step=s, epoch=s / 10, eval_loss=0.69 * math.exp(-s / steps) + 0.1, **ev)

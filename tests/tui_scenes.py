@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tui_fakerun import write_history  # noqa: E402
+from tui_fakerun import write_history, write_preference_history  # noqa: E402
 
 from ftwizard.rundir import RunDir  # noqa: E402
 
@@ -46,6 +46,8 @@ def prepare(folder: Path) -> Path:
         write_history(RunDir(runs / "qlora-pilot"), 40, eval_every=10)
     if not (folder / "failed-runs" / "diverged").exists():
         _diverged(RunDir(folder / "failed-runs" / "diverged"))
+    if not (folder / "pref-runs" / "dpo-demo").exists():  # not in runs/: the picker scene lists two runs
+        write_preference_history(RunDir(folder / "pref-runs" / "dpo-demo"), 120, eval_every=20)
     return folder
 
 
@@ -212,6 +214,20 @@ def _failed_monitor_app(folder: Path):
     return make_app(monitor="failed-runs/diverged", blink=False, theme_dirs=theme_dirs()[:1])
 
 
+def _dpo_monitor_app(folder: Path):
+    from ftwizard.tui.app import make_app
+    from ftwizard.tui.themes import theme_dirs
+
+    return make_app(monitor="pref-runs/dpo-demo", blink=False, theme_dirs=theme_dirs()[:1])
+
+
+async def _dpo_rewards(pilot):
+    """A DPO run: the reward numbers beside the loss, and `p` switched to the rewards plot."""
+    await _monitor(pilot)
+    await pilot.press("p")
+    await settle(pilot)
+
+
 def _picker_app(folder: Path):
     from ftwizard.tui.app import make_app
 
@@ -234,4 +250,5 @@ SCENES = [
     Scene("monitor", _monitor_app, _monitor),
     Scene("monitor-failed", _failed_monitor_app, _monitor),
     Scene("runs", _picker_app, _picker),
+    Scene("monitor-dpo", _dpo_monitor_app, _dpo_rewards),
 ]

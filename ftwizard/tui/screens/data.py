@@ -73,8 +73,11 @@ OBJECTIVE_WORDS = {"sft": "supervised fine-tuning (SFT)", "dpo": "DPO", "orpo": 
 
 
 def objective_fits(objective: str, implied: str) -> bool:
-    """Pairs train with DPO or ORPO (ORPO reads the same pairs); KTO rows with KTO; anything else with SFT."""
-    return objective == implied or (implied == "dpo" and objective == "orpo")
+    """Pairs train with DPO, ORPO or KTO (KTO splits each pair into a good and a bad answer); KTO rows with KTO
+    only; anything else with SFT (preference_guidance.OBJECTIVES[...].data says the same in words)."""
+    if implied == "dpo":
+        return objective in ("dpo", "orpo", "kto")
+    return objective == implied
 
 
 def tools_template() -> str:

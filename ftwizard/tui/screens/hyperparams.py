@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from ftwizard import advice
-from ftwizard.config import DataSection, LoraSection, ModelSection, PreferenceSection, TrainingSection
+from ftwizard.config import DataSection, LoraSection, ModelSection, PreferenceSection, RunConfig, TrainingSection
 from ftwizard.tui.widgets.light import Choice, Line
 from ftwizard.tui.widgets.toggle import Toggle
 from ftwizard.tui.workers import ReportsWorkerErrors
@@ -276,11 +276,18 @@ class HyperparamsStep(ReportsWorkerErrors, VerticalScroll):
                 self.notify("; ".join(notes), timeout=6)
         section_name, name = row.path.split(".", 1)
         section = getattr(self.app.state.config, section_name)
+        old = getattr(section, name)
         try:
             setattr(section, name, value)
+            RunConfig.model_validate(self.app.state.config.to_dict())  # the rules across fields (config.py)
         except ValidationError as e:
+            if getattr(section, name) != old:
+                object.__setattr__(section, name, old)  # the whole config refused it: back to the last good value
+                if not isinstance(row.query_one("#editor"), Input):
+                    self._sync_editor(row.path)  # a toggle or choice shows the value kept (typed text stays)
             err = e.errors()[0]
-            row.set_note(f"{err['msg']} (kept {_as_text(getattr(section, name))})", error=True)
+            msg = err["msg"].removeprefix("Value error, ")
+            row.set_note(f"{msg} (kept {_as_text(getattr(section, name))})", error=True)
             return
         row.set_note(None)
         self.app.state.edited.add(row.path)
