@@ -12,19 +12,19 @@ import json
 import random
 from pathlib import Path
 
-SYSTEM = "You are a helpful assistant. Call a tool when one fits the request; otherwise answer directly."
+SYSTEM = "Call a tool when one fits the request; otherwise answer directly."
 
 TOOLS = [
     {"type": "function", "function": {
         "name": "get_weather", "description": "Current weather for a city.",
         "parameters": {"type": "object", "properties": {
-            "city": {"type": "string", "description": "City name, e.g. Paris"},
+            "city": {"type": "string"},
             "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
             "required": ["city"]}}},
     {"type": "function", "function": {
         "name": "calculate", "description": "Evaluate an arithmetic expression.",
         "parameters": {"type": "object", "properties": {
-            "expression": {"type": "string", "description": "e.g. 12 * (3 + 4)"}},
+            "expression": {"type": "string"}},
             "required": ["expression"]}}},
     {"type": "function", "function": {
         "name": "convert_units", "description": "Convert a quantity between units.",
@@ -121,11 +121,15 @@ def plain_row(rng: random.Random, i: int) -> dict:
 
 
 def make(n: int, seed: int) -> list[dict]:
+    """n distinct rows (a repeat of an earlier row is drawn again)."""
     rng = random.Random(seed)
+    seen: set[str] = set()
     plain = list(range(len(PLAIN)))
     rng.shuffle(plain)  # each plain question at most once per file
-    rows = []
-    for i in range(n):
+    rows: list[dict] = []
+    i = 0
+    while len(rows) < n:
+        i += 1
         kind = rng.random()
         end_at_call = rng.random() < 0.25
         if kind < 0.25:
@@ -136,6 +140,10 @@ def make(n: int, seed: int) -> list[dict]:
             rows.append(calc_row(rng, seed * 1000 + i, end_at_call))
         else:
             rows.append(convert_row(rng, seed * 1000 + i, end_at_call))
+        key = json.dumps(rows[-1]["messages"][1:2] + [m.get("tool_calls") and m["tool_calls"][0]["function"] for m in rows[-1]["messages"][2:3]])
+        if key in seen:
+            rows.pop()
+        seen.add(key)
     return rows
 
 
