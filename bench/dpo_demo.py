@@ -1,7 +1,7 @@
 """DPO demo: train a LoRA with DPO on the sample preference set through the real CLI, then evaluate base vs tuned
 on the held-out pairs, and print preference accuracy, reward margin and the house-style rate with the time taken.
 
-    python bench/dpo_demo.py [--epochs 1] [--max-length 128] [--keep DIR]
+    python bench/dpo_demo.py [--epochs 2] [--max-length 128] [--generate] [--keep DIR]
 
 The data (sample_data/make_preference_data.py): a bike shop help desk whose chosen answers end with the shop's
 sign-off, the rejected ones with a generic one; the held-out topics never occur in training. Runs
@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "sample_data" / "dpo.yaml"))
     ap.add_argument("--epochs", type=float, default=None, help="override training.epochs")
     ap.add_argument("--max-length", type=int, default=None, help="override data.max_length")
-    ap.add_argument("--probe", action="store_true", help="also run the regression probe (slower)")
+    ap.add_argument("--generate", action="store_true", help="also generate answers: sign-off rate, ROUGE-L (slower)")
+    ap.add_argument("--probe", action="store_true", help="with --generate, also the regression probe (slower)")
     ap.add_argument("--keep", default=None, help="runs folder to keep (default: a temporary one)")
     a = ap.parse_args()
     load0 = os.getloadavg()
@@ -52,6 +53,8 @@ def main() -> None:
             train += ["--set", f"training.epochs={a.epochs}"]
         if a.max_length is not None:
             train += ["--set", f"data.max_length={a.max_length}"]
+        if a.generate:
+            train += ["--set", "evaluation.preference_generation=true"]
         print(f"training: {' '.join(train[2:])}", flush=True)
         train_s = run(train, runs / "train.log")
         status = json.loads((runs / name / "status.json").read_text())
@@ -70,8 +73,9 @@ def main() -> None:
     load1 = os.getloadavg()
 
     cols = [("pref_accuracy", "pref acc", "{:.0%}"), ("pref_accuracy_norm", "acc/token", "{:.0%}"),
-            ("reward_margin", "margin", "{:+.3f}"), ("custom:signoff", "sign-off", "{:.0%}"),
-            ("rouge_l", "ROUGE-L", "{:.2f}")]
+            ("reward_margin", "margin", "{:+.3f}")]
+    if a.generate:
+        cols += [("custom:signoff", "sign-off", "{:.0%}"), ("rouge_l", "ROUGE-L", "{:.2f}")]
     print()
     print(f"held-out pairs: {s['preference']['pairs']}  beta {s['preference']['beta']}  "
           f"(margin: beta x log-prob gain of chosen over rejected, against the base)")

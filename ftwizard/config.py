@@ -190,6 +190,9 @@ class EvaluationSection(_Section):
     few_shot: int = Field(3, ge=0, le=16, description="Also score the base model with this many training rows as "
                           "examples in the prompt (the 'base + k-shot' row); 0: off.")
     judge: JudgeSection = Field(default_factory=JudgeSection, description="LLM judge (off unless a URL is set).")
+    preference_generation: bool = Field(False, description="Held-out preference pairs: also generate answers and "
+                                        "score them against the chosen answer (ROUGE-L, chrF, your scorer) and run the "
+                                        "regression probe; slower. Off: preference accuracy and reward margin only.")
 
 
 class RunConfig(_Section):

@@ -1,10 +1,11 @@
 """Generate the DPO sample set: a bike shop's help desk whose house style is a sign-off.
 
 Every pair answers a customer question with the same advice on both sides; the chosen answer ends with the
-shop's sign-off "Happy riding!", the rejected one with a plausible generic one ("Hope this helps.", "Good
-luck with that.", ...). So the only thing that separates chosen from rejected is the house style, which the
-base model does not follow on its own; the two sides are the same length within a few characters, so the
-"longer is better" shortcut (lint pref.length_bias) is not there to learn. The property is measurable two
+shop's sign-off "Spoke soon!", the rejected one with a plausible generic one ("Hope this helps.", "Good
+luck!", "Happy cycling!", ...). So the only thing that separates chosen from rejected is the house style, which
+the base model does not follow on its own: it gives every generic sign-off a higher log-probability than the
+house one (preference accuracy near 0 % before training). The two sides are the same length within a few
+characters, so the "longer is better" shortcut (lint pref.length_bias) is not there to learn. The property is measurable two
 ways: held-out preference accuracy (does the model give the chosen answer more probability?) and, in
 generated answers, the share that end with the sign-off (sample_data/house_style.py, an eval scorer).
 
@@ -19,9 +20,9 @@ import json
 import random
 from pathlib import Path
 
-SIGN_OFF = "Happy riding!"
-OTHER_SIGN_OFFS = ["Hope this helps.", "Good luck with that.", "Let me know.", "Any more questions?",
-                   "Have a nice day.", "Cheers for now."]
+SIGN_OFF = "Spoke soon!"  # a pun on the shop's name: the base model finds it ~14 nats less likely than the others
+OTHER_SIGN_OFFS = ["Hope this helps.", "Hope that helps!", "Good luck!", "Happy cycling!", "Let me know.",
+                   "Thank you.", "Enjoy your ride!", "Safe travels!"]
 SYSTEM = "You answer questions for the Spoke & Chain bike shop help desk."
 
 # (question phrasings, the advice); the last 8 topics are held out.

@@ -77,7 +77,8 @@ def test_runner_numbers_match_a_direct_computation(model_pair, tmp_path):
         "model": {"base": str(base_dir), "method": "lora"},
         "data": {"train": str(write_jsonl(tmp_path / "pairs_train.jsonl", PAIRS[:1])), "eval": str(held),
                  "max_length": 128, "packing": False},
-        "training": {"objective": "dpo"}, "preference": {"beta": BETA}, "evaluation": {"few_shot": 0}})
+        "training": {"objective": "dpo"}, "preference": {"beta": BETA},
+        "evaluation": {"few_shot": 0, "preference_generation": True}})
     models = [{"id": "base", "label": "base", "kind": "base", "path": None, "step": 0},
               {"id": "final", "label": "final", "kind": "adapter", "path": str(adapter), "step": 4}]
     spec = make_spec(cfg, models, run=None, eval_file=None, max_samples=None, batch_size=2, probe=False)

@@ -11,7 +11,7 @@ completion starts where the two token sequences part; `data.max_length` truncate
   Positive: training moved probability towards the chosen answers (Rafailov et al. 2023, eq. 5).
 
 Each has per-row values, so the summary's paired bootstrap (evaluation/stats.py) gives tuned-vs-base intervals
-like every other metric. When the spec asks for generation (`preference.generate`, on by default) the chosen
+like every other metric. When the run asks for generation (`evaluation.preference_generation`) the chosen
 answer is also the reference for the usual text metrics (ROUGE-L, chrF, a custom scorer, eval loss on the
 chosen answers, the regression probe), through the same `runner.evaluate_model` SFT evaluation uses.
 
@@ -76,8 +76,9 @@ def preference_task(cfg, eval_path: Path, max_samples: int | None, metric: str |
     load_pairs(eval_path, cfg.data.format, cfg.data.system_prompt, max_samples)
     scorer = cfg.evaluation.scorer
     scorer_name = scorer.split(":")[1] if scorer else None
-    choices = list(METRICS) + list(GENERATION_METRICS) + ["eval_loss"] + ([f"custom:{scorer_name}"] if scorer_name
-                                                                        else [])
+    generate = bool(getattr(cfg.evaluation, "preference_generation", False))
+    choices = list(METRICS) + (list(GENERATION_METRICS) + ["eval_loss"] + ([f"custom:{scorer_name}"] if scorer_name
+                                                                         else []) if generate else [])
     metric = metric or cfg.evaluation.metric or "pref_accuracy"
     if metric not in choices and f"custom:{metric}" in choices:
         metric = f"custom:{metric}"
@@ -86,7 +87,8 @@ def preference_task(cfg, eval_path: Path, max_samples: int | None, metric: str |
                         fix="choose one of: " + ", ".join(choices))
     pref = getattr(cfg, "preference", None)
     return {"task": "preference", "metric": metric,
-            "preference": {"beta": float(getattr(pref, "beta", DEFAULT_BETA)), "generate": True,
+            "preference": {"beta": float(getattr(pref, "beta", DEFAULT_BETA)),
+                           "generate": bool(getattr(cfg.evaluation, "preference_generation", False)),
                            "objective": getattr(cfg.training, "objective", None)}}
 
 
@@ -222,7 +224,7 @@ def run_preference_eval(eval_dir: Path, spec: dict[str, Any], writer, log=print,
     digest = file_digest(eval_path)
     opts = spec.get("preference") or {}
     beta = float(opts.get("beta", DEFAULT_BETA))
-    generate = bool(opts.get("generate", True))
+    generate = bool(opts.get("generate", False))
     pairs = load_pairs(eval_path, spec.get("format", "auto"), spec.get("system_prompt"), spec.get("max_samples"))
     samples = [EvalSample(row=row, prompt=p["prompt"], reference="\n".join(m["content"] for m in p["chosen"]))
                for row, p in pairs]
@@ -266,7 +268,7 @@ def run_preference_eval(eval_dir: Path, spec: dict[str, Any], writer, log=print,
 
 def evaluate_preference_model(engine, model: dict[str, Any], key: str, pairs, samples, spec: dict[str, Any],
                               probe_items, writer, log=print, scorer=None, *, beta: float = DEFAULT_BETA,
-                              generate: bool = True, base=None) -> dict[str, Any]:
+                              generate: bool = False, base=None) -> dict[str, Any]:
     from ftwizard.evaluation import runner
 
     mid = model["id"]
