@@ -175,7 +175,7 @@ async def test_dpo_path_from_decide_to_the_train_plan(cwd_tmp, monkeypatch):
         await pilot.pause(0.3)
         cfg = app.state.config
         assert cfg.training.objective == "dpo" and cfg.training.learning_rate == default_learning_rate("dpo", "lora")
-        assert "now DPO" in text_of(app.screen.query_one("#decide-question", Static))
+        assert "DPO (now)" in text_of(app.screen.query_one("#decide-question", Static))
         # Data: the pairs are recognised and fit the objective (no offer to change it)
         data = await go_to(pilot, "Data")
         await _lint_done(pilot, data)

@@ -188,9 +188,12 @@ class DecideStep(Vertical):
             number.display = options.display = False
             hint = Text("Esc undoes the last answer; Ctrl+N goes on to the next step.", style="dim")
             if v.fine_tune:
-                hint = Text.assemble(("o: choose the objective ", "bold"),
-                                     f"(now {self.app.state.config.training.objective.upper()}; SFT, DPO, ORPO or "
-                                     "KTO). ", hint)
+                from ftwizard.preference_guidance import OBJECTIVES
+
+                now = self.app.state.config.training.objective
+                names = [n.upper() + (" (now)" if n == now else "") for n in OBJECTIVES]
+                hint = Text.assemble(("o: choose the objective: ", "bold"),
+                                     ", ".join(names[:-1]) + " or " + names[-1] + ". ", hint)
             self.query_one("#decide-question", Static).update(hint)
             self.query_one("#decide-why", Static).update("")
             if v.task_type:
