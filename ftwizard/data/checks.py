@@ -164,6 +164,7 @@ def _check_turns(turns: list, path: str, role_key: str, content_key: str, proble
         alt_role, alt_content = ("role", "content") if role_key == "from" else (role_key, content_key)
         rk = role_key if role_key in m else alt_role if alt_role in m else None
         ck = content_key if content_key in m else alt_content if alt_content in m else None
+        role = None
         if rk is None:
             problems.append(RowProblem("keys.missing", f"{here} has no {role_key!r}", f"{here}.{role_key}"))
             roles.append(None)
