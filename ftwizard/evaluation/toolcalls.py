@@ -51,7 +51,7 @@ def load_tool_samples(path: Path, fmt: str = "auto", system_prompt: str | None =
     file_fmt = None if fmt == "auto" else fmt
     for row, rec in iter_rows(Path(path)):
         row_fmt = file_fmt or detect_format(rec)
-        if row_fmt not in ("messages", "sharegpt"):
+        if row_fmt not in ("messages", "sharegpt", "glaive"):
             continue
         try:
             msgs = to_messages(rec, row_fmt, system_prompt=system_prompt)
