@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ftwizard.data.formats import ConversionError
@@ -453,7 +453,6 @@ def lint_conversation(messages: list[dict], fmt: str | None = None, offset: int 
             problems.append(ToolProblem("tools.schema_invalid", f"tool {name!r}: its parameters schema is invalid: {e.message}", "tools"))
             by_name[name] = {**fn, "parameters": None}
     open_calls: list[tuple[int, str | None, str]] = []  # (message index, id, name) not yet answered
-    n = len(messages)
     for i, m in enumerate(messages):
         role = m.get("role")
         if role == "assistant" and open_calls:
@@ -505,7 +504,6 @@ def lint_conversation(messages: list[dict], fmt: str | None = None, offset: int 
             _unanswered(open_calls, fmt, offset, problems)
             open_calls = []
     # calls left open at the end of the row are fine: the row teaches the call itself
-    del n
     return problems
 
 
@@ -532,9 +530,7 @@ class ToolStats:
     rows: int = 0
     calls: int = 0
     results: int = 0
-
-    def __post_init__(self):
-        self.names: dict[str, int] = {}
+    names: dict[str, int] = field(default_factory=dict)  # calls per tool name (the first 50 names)
 
     def add(self, messages: list[dict]) -> None:
         if not uses_tools(messages):
