@@ -113,7 +113,7 @@ def test_dpo_lora_learns_stops_resumes_and_exports(dpo_lora, embedded_model_dir)
 
 
 def test_dpo_qlora(tmp_path, embedded_model_dir):
-    run, cfg = make_run(tmp_path, "dpo-qlora", "dpo", "qlora", learning_rate=5e-4, max_steps=2)
+    run, cfg = make_run(tmp_path, "dpo-qlora", "dpo", "qlora", rows=2, learning_rate=5e-4, max_steps=2)
     assert train_once(run, cfg) == "completed"
     train = events(run, "train")
     assert abs(train[0]["loss"] - LOG2) < 1e-3 and train[-1]["loss"] < LOG2
@@ -155,12 +155,12 @@ def test_orpo_on_top_of_a_finished_run(dpo_lora, tmp_path, embedded_model_dir):
 
 
 def test_kto_from_labelled_answers(tmp_path, embedded_model_dir):
-    run, cfg = make_run(tmp_path, "kto", "kto", "lora", rows=4, learning_rate=1e-3, max_steps=2, batch_size=8)
+    run, cfg = make_run(tmp_path, "kto", "kto", "lora", rows=2, learning_rate=1e-3, max_steps=2, batch_size=4)
     rows = []
     for r in json.loads(json.dumps([json.loads(line) for line in Path(cfg.data.train).read_text().splitlines()])):
         rows.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
         rows.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
-    write_jsonl(Path(cfg.data.train), rows)  # the unpaired format, 4 good and 4 bad answers
+    write_jsonl(Path(cfg.data.train), rows)  # the unpaired format, 2 good and 2 bad answers
     assert train_once(run, cfg) == "completed"
     train = events(run, "train")
     assert all("kl" in e and "rewards_margins" in e for e in train)
