@@ -38,10 +38,12 @@ class PromptSet:
 
     @classmethod
     def build(cls, tok, convs: list[list[dict]], labels: list[str]) -> "PromptSet":
-        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True, tools=getattr(c, "tools", None))
+                 for c in convs]  # a tool-calling row keeps its tool list (data.tools.Conversation)
         ids = []
         for c in convs:
-            x = tok.apply_chat_template(c, tokenize=True, add_generation_prompt=True, return_dict=False)
+            x = tok.apply_chat_template(c, tokenize=True, add_generation_prompt=True, return_dict=False,
+                                        tools=getattr(c, "tools", None))
             ids.append(list(x["input_ids"] if hasattr(x, "keys") else x))
         return cls(convs, labels, texts, ids)
 

@@ -110,7 +110,8 @@ class CheckResult:
 def encode_prompts(tok, conversations: list[list[dict]]) -> list[list[int]]:
     out = []
     for msgs in conversations:
-        ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False)
+        ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False,
+                                      tools=getattr(msgs, "tools", None))  # a tool-calling row keeps its tool list
         if hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         out.append(list(ids))
