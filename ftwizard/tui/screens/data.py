@@ -116,9 +116,8 @@ def data_kind_text(report: dict, cfg) -> tuple[Text, tuple[str, str] | None]:
     if tools:
         names = tools.get("names") or {}
         top = ", ".join(f"{k} {v}" for k, v in list(names.items())[:3]) + (", ..." if len(names) > 3 else "")
-        out.append(f"tool calling: {tools.get('rows', 0):,} rows with {tools.get('calls', 0):,} calls to "
-                   f"{len(names)} tools ({top}); trained with SFT on the assistant's calls, not the tool results",
-                   style="bold")
+        out.append(f"tool calling: {tools.get('rows', 0):,} rows, {tools.get('calls', 0):,} calls to "
+                   f"{len(names)} tools ({top}); SFT trains the calls, not the tool results", style="bold")
     offer = None if objective_fits(objective, implied) else ("training.objective", implied)
     no_tools = any(f["rule"] == "tools.template_unsupported" for f in report.get("errors", []))
     if not out and offer is None and not no_tools:
@@ -132,9 +131,9 @@ def data_kind_text(report: dict, cfg) -> tuple[Text, tuple[str, str] | None]:
     elif no_tools and cfg.data.chat_template != tools_template():
         template = tools_template()
         offer = ("data.chat_template", template)
-        out.append("! the model's chat template cannot render tools. ", style="bold yellow")
+        out.append("! the model's template cannot render tools: ", style="bold yellow")
         out.append(f"Ctrl+G sets data.chat_template: {template}", style="bold")
-        out.append(" (renders them Hermes/Qwen-style; its tokens train)", style="dim")
+        out.append(" (renders them; its tokens train)", style="dim")
     else:
         out.append(f"objective {objective}: fits this data", style="green")
     return out, offer
