@@ -207,3 +207,23 @@ def test_pairs_are_token_counted_with_a_tokenizer(tmp_path, embedded_tokenizer):
         [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": long}], tokenize=True,
         return_dict=True)["input_ids"])
     assert report.stats["tokens"]["max"] == expected
+
+
+def test_split_and_fix_keep_preference_rows(tmp_path):
+    """`data split` and `data fix` treat valid pairs as valid (they used to call every pair invalid)."""
+    from ftwizard.data.fix import fix_file, split_file
+
+    rows = pairs(20)
+    rows.append(dict(rows[0]))                                   # an exact duplicate pair
+    rows.append({"prompt": "Q", "chosen": "a", "rejected": ""})  # a bad pair: empty side
+    src = write(tmp_path / "prefs.jsonl", rows)
+    rep = split_file(src, tmp_path / "out", eval_fraction=0.2, drop_invalid=True)
+    assert rep.rows_out["train"] + rep.rows_out["eval"] == 21 and rep.rows_out["eval"] >= 3
+    assert [d["row"] for d in rep.dropped] == [22] and "content.empty" in rep.dropped[0]["reason"]
+    kind, train = load_preference_file(tmp_path / "out" / "prefs.train.jsonl")
+    assert kind == "pairs"
+    fixed = fix_file(src, tmp_path / "fixed.jsonl", dedup="exact", drop_invalid=True)
+    assert fixed.rows_out["output"] == 20
+    assert {d["row"] for d in fixed.dropped} == {21, 22}
+    with pytest.raises(UserError):
+        fix_file(src, tmp_path / "msgs.jsonl", to_messages=True)  # pairs cannot become SFT messages

@@ -84,8 +84,17 @@ def _classify(rec: Record, to_messages: bool, system_prompt: str | None):
     if fatal is not None:
         return f"{fatal.rule}: {fatal.message}", None, None
     res = check_row(rec.value, system_prompt if to_messages else None)
-    if res.fmt == "preference":
-        return "format.preference: preference pairs are not for supervised fine-tuning", None, res.fmt
+    if res.fmt in ("preference", "kto"):  # preference rows stay as they are: checked, never converted (h14b)
+        if to_messages:
+            return "format.preference: preference rows cannot become messages (train them with a preference " \
+                   "objective)", None, res.fmt
+        from ftwizard.data.preference import PairError, normalise_row
+
+        try:
+            normalise_row(rec.value, res.fmt)
+        except PairError as e:
+            return f"{e.rule}: {e}", None, res.fmt
+        return None, None, res.fmt
     if res.fmt == "text":
         if to_messages:
             return "format.text: raw text rows cannot become messages", None, res.fmt
@@ -134,6 +143,13 @@ class _Discard:
 def _text_for_dedup(rec: Record, messages) -> tuple[bytes, str]:
     if messages is not None:
         return exact_key(messages), dedup_text(messages)
+    if not isinstance(rec.value.get("text"), str):  # a preference row: the whole normalised pair or KTO row
+        from ftwizard.data.preference import normalise_row
+
+        _, norm = normalise_row(rec.value)
+        flat = [dict(m, role=f"{k}:{m['role']}") for k, part in norm.items() if isinstance(part, list) for m in part]
+        flat.append({"role": "label", "content": str(norm.get("label", ""))})
+        return exact_key(flat), dedup_text(flat)
     text = rec.value["text"]
     return exact_key([{"role": "text", "content": text}]), text
 
