@@ -120,11 +120,11 @@ def plain_row(rng: random.Random, i: int) -> dict:
                          {"role": "assistant", "content": a}], "tools": TOOLS}
 
 
-def make(n: int, seed: int) -> list[dict]:
-    """n distinct rows (a repeat of an earlier row is drawn again)."""
+def make(n: int, seed: int, plain_ids: list[int], seen: set[str]) -> list[dict]:
+    """n distinct rows, none whose question and call is in `seen` (the other file's; a repeat is drawn again).
+    Plain questions come from `plain_ids` only, so held-out rows are never copies of training rows."""
     rng = random.Random(seed)
-    seen: set[str] = set()
-    plain = list(range(len(PLAIN)))
+    plain = list(plain_ids)
     rng.shuffle(plain)  # each plain question at most once per file
     rows: list[dict] = []
     i = 0
@@ -133,7 +133,9 @@ def make(n: int, seed: int) -> list[dict]:
         kind = rng.random()
         end_at_call = rng.random() < 0.25
         if kind < 0.25:
-            rows.append(plain_row(rng, plain.pop() if plain else rng.randrange(len(PLAIN))))
+            if not plain:
+                continue
+            rows.append(plain_row(rng, plain.pop()))
         elif kind < 0.5:
             rows.append(weather_row(rng, seed * 1000 + i, end_at_call))
         elif kind < 0.75:
@@ -149,8 +151,11 @@ def make(n: int, seed: int) -> list[dict]:
 
 def main() -> None:
     here = Path(__file__).resolve().parent
-    for name, n, seed in (("tools_train.jsonl", 96, 1), ("tools_eval.jsonl", 24, 2)):
-        (here / name).write_text("".join(json.dumps(r) + "\n" for r in make(n, seed)))
+    seen: set[str] = set()  # shared: an eval row never repeats a training row
+    held_out_plain = list(range(len(PLAIN)))[-6:]
+    train_plain = list(range(len(PLAIN)))[:-6]
+    for name, n, seed, plain in (("tools_train.jsonl", 96, 1, train_plain), ("tools_eval.jsonl", 24, 2, held_out_plain)):
+        (here / name).write_text("".join(json.dumps(r) + "\n" for r in make(n, seed, plain, seen)))
         print(f"wrote {here / name} ({n} rows)")
 
 
