@@ -168,8 +168,12 @@ def train_preference(run: RunDir, cfg: RunConfig, writer: EventWriter, stop_flag
     if objective in ("dpo", "kto"):
         kw["ref_model"] = None
         if lora:
-            kw["peft_config"] = lora_config(cfg)
+            kw["peft_config"] = lora_config(cfg, model)  # + the template's added-token rows (data.chat_template)
     trainer = Trainer(**kw)
+    if lora and objective in ("dpo", "kto") and getattr(model, "ftwizard_token_ids", None):  # ORPO: done at load
+        from ftwizard.models.vocab import prepare_token_training
+
+        prepare_token_training(trainer.model)  # only those rows saved, and TRL's fused head works with them
     if lora and objective in ("dpo", "kto") and method == "qlora":
         _adapters_to_compute_dtype(trainer.model, prec)
     m = trainer.model
