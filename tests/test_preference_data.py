@@ -227,3 +227,19 @@ def test_split_and_fix_keep_preference_rows(tmp_path):
     assert {d["row"] for d in fixed.dropped} == {21, 22}
     with pytest.raises(UserError):
         fix_file(src, tmp_path / "msgs.jsonl", to_messages=True)  # pairs cannot become SFT messages
+
+
+def test_show_renders_both_sides_of_a_pair(tmp_path, embedded_tokenizer):
+    from ftwizard.data.preview import preview_row
+
+    src = write(tmp_path / "p.jsonl", [NORMAL, {"prompt": "Q", "completion": "a", "label": False},
+                                       {"prompt": "Q", "chosen": "a", "rejected": ""}])
+    pv = preview_row(src, 1, embedded_tokenizer)
+    assert pv.fmt == "preference" and not pv.problems
+    trained = lambda r: "".join(s.text for s in r.segments if s.trained)  # noqa: E731
+    assert "Apple." in trained(pv.rendered) and "Carrot." in trained(pv.rejected)
+    assert "Name a fruit." not in trained(pv.rendered)
+    kto = preview_row(src, 2, embedded_tokenizer)
+    assert kto.rejected is None and "undesirable" in kto.problems[0]
+    bad = preview_row(src, 3, embedded_tokenizer)
+    assert bad.rendered is None and bad.problems[0].startswith("content.empty")

@@ -258,6 +258,8 @@ def cmd_show(args) -> int:
             "row": pv.row, "format": pv.fmt, "problems": pv.problems,
             "tokens": r.tokens if r else None, "trained_tokens": r.trained_tokens if r else None,
             "segments": [{"text": s.text, "trained": s.trained} for s in r.segments] if r else None,
+            **({"rejected_segments": [{"text": s.text, "trained": s.trained} for s in pv.rejected.segments]}
+               if pv.rejected is not None else {}),  # a preference pair: segments are prompt + chosen
         })
     else:
         from ftwizard.data.render import preview_view

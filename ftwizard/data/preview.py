@@ -22,6 +22,7 @@ class Preview:
     messages: list[dict] | None
     rendered: Rendered | None
     problems: list[str] = field(default_factory=list)
+    rejected: Rendered | None = None  # a preference pair: prompt + rejected answer (rendered is prompt + chosen)
 
 
 def find_record(path: Path, row: int) -> Record:
@@ -50,6 +51,27 @@ def preview_messages(tokenizer, messages: list[dict]) -> Rendered:
     return assistant_token_mask(tokenizer, messages)
 
 
+def _preview_preference(row: int, fmt: str, value, tokenizer, system_prompt, problems: list[str]) -> Preview:
+    """A pair as the preference trainers see it: prompt + chosen (rendered) and prompt + rejected; a KTO row's
+    completion. The answers are the scored tokens."""
+    from ftwizard.data.preference import PairError, normalise_row
+
+    try:
+        kind, norm = normalise_row(value, fmt, system_prompt)
+    except PairError as e:
+        return Preview(row, fmt, None, None, problems + [f"{e.rule}: {e}" + (f" ({e.field})" if e.field else "")])
+    first = norm["chosen"] if kind == "pairs" else norm["completion"]
+    messages = norm["prompt"] + first
+    try:
+        rendered = assistant_token_mask(tokenizer, messages)
+        rejected = assistant_token_mask(tokenizer, norm["prompt"] + norm["rejected"]) if kind == "pairs" else None
+    except TemplateError as e:
+        return Preview(row, fmt, messages, None, problems + [f"template.error: {e}"])
+    if kind == "unpaired":
+        problems = problems + [f"label: {'desirable' if norm['label'] else 'undesirable'} (KTO)"]
+    return Preview(row, fmt, messages, rendered, problems, rejected)
+
+
 def preview_row(path: Path | str, row: int, tokenizer, system_prompt: str | None = None) -> Preview:
     rec = find_record(Path(path), row)
     problems = [f"{p.rule}: {p.message}" for p in rec.problems]
@@ -59,9 +81,9 @@ def preview_row(path: Path | str, row: int, tokenizer, system_prompt: str | None
     problems += [f"{p.rule}: {p.message}" + (f" ({p.field})" if p.field else "") for p in res.problems]
     if res.fmt == "text":
         return Preview(row, "text", None, render_text_row(tokenizer, rec.value["text"]), problems)
+    if res.fmt in ("preference", "kto"):
+        return _preview_preference(row, res.fmt, rec.value, tokenizer, system_prompt, problems)
     if res.messages is None:
-        if res.fmt == "preference":
-            problems.append("format.preference: preference pairs are not rendered for supervised fine-tuning")
         return Preview(row, res.fmt, None, None, problems)
     try:
         rendered = assistant_token_mask(tokenizer, res.messages)

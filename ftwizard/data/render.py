@@ -130,6 +130,14 @@ def preview_view(preview: Preview) -> Group:
         body = Text()
         for seg in r.segments:
             body.append(seg.text, style=TRAINED if seg.trained else PROMPT)
+        if preview.rejected is not None:  # a preference pair: the chosen side above, the rejected one below
+            parts.append(Text("chosen:", style="bold green"))
+        parts.append(body)
+    if preview.rejected is not None:
+        parts.append(Text("rejected:", style="bold red"))
+        body = Text()
+        for seg in preview.rejected.segments:
+            body.append(seg.text, style=TRAINED if seg.trained else PROMPT)
         parts.append(body)
     for p in preview.problems:
         parts.append(Text(p, style="yellow"))
