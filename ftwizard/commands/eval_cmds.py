@@ -51,6 +51,8 @@ def cmd_eval(args) -> int:
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     cfg, run = launch.resolve_target(args.run, runs_dir)
+    if run is None and args.runs_dir:  # a config's baseline goes where --runs-dir says, as `train --runs-dir` would
+        cfg = cfg.model_copy(update={"runs_dir": Path(args.runs_dir)})
     if args.few_shot is not None and args.few_shot < 0:
         raise UserError("--few-shot must be 0 or more")
     eval_file = Path(args.eval_file).resolve() if args.eval_file else None
