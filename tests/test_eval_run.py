@@ -73,7 +73,15 @@ def test_baseline_then_run_eval_side_by_side(tmp_path, capsys):
     results = [run / "eval" / f"{mid}.json" for mid in ids]
     mtimes = [p.stat().st_mtime_ns for p in results]
     capsys.readouterr()
-    assert main(["eval", "tiny", *quick]) == 0
+    # again with a relative run path from the run's parent folder (issue 19: paths cross process boundaries)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["eval", "./runs/tiny", *quick[:-2], "--runs-dir", "runs"]) == 0
+    finally:
+        os.chdir(cwd)
     out = capsys.readouterr()
     assert [p.stat().st_mtime_ns for p in results] == mtimes
     assert "step 2" in out.out and "final" in out.out and "base" in out.out
