@@ -269,3 +269,20 @@ def test_estimate_counts_the_template_token_rows(tmp_path, base_dir):
     text.write_text('{"text": "plain words"}\n' * 4)
     plain = load_config(cfg_path, {"data.train": ("--data", str(text))})
     assert estimate_for_config(plain, device="cpu").parts["template_token_rows"] == 0
+
+
+def test_an_adapter_folder_without_tokenizer_files_falls_back_to_the_base_tokenizer(tmp_path, embedded_model_dir):
+    """An adapter copied without its tokenizer (or made by hand) is scored and served with the base's tokenizer;
+    loading it from the half-empty folder crashed the model server (seen: `ftwizard chat` waiting 300 s)."""
+    from ftwizard.evaluation.generate import Engine
+    from ftwizard.evaluation.runner import run_tokenizer_folder
+    from ftwizard.models.vocab import has_tokenizer
+
+    bare = tmp_path / "adapter"
+    bare.mkdir()
+    (bare / "adapter_config.json").write_text("{}")
+    (bare / "tokenizer_config.json").write_text("{}")
+    assert not has_tokenizer(bare) and has_tokenizer(embedded_model_dir)
+    assert run_tokenizer_folder({"models": [{"path": str(bare)}]}) is None
+    eng = Engine(str(embedded_model_dir), "lora", False, "cpu", log=lambda *_: None, tokenizer_path=str(bare))
+    assert eng.tokenizer.chat_template and "<|im_end|>" in eng.tokenizer.chat_template

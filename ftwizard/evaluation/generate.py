@@ -44,6 +44,10 @@ class Engine:
             self.dtype = torch.float32
         # A run's saved tokenizer (adapter/ or model/) carries the chat template it trained with and any tokens
         # the template added; without a run, the base's own, with data.chat_template applied as training would
+        from ftwizard.models.vocab import has_tokenizer
+
+        if not has_tokenizer(tokenizer_path):  # an adapter saved without its tokenizer: the base's, as training had
+            tokenizer_path = None
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or base_path, trust_remote_code=trust_remote_code)
         if tokenizer_path is None:
             from ftwizard.data.chat_templates import apply_template

@@ -61,8 +61,10 @@ def result_key(spec: dict[str, Any], model: dict[str, Any], eval_digest: str) ->
 def run_tokenizer_folder(spec: dict[str, Any]) -> str | None:
     """The tokenizer the run saved with its adapter or model (its chat template, any added tokens); every model
     of a run, the base included, is scored with it. None: no trained model in the spec (a baseline)."""
+    from ftwizard.models.vocab import has_tokenizer
+
     for m in spec["models"]:
-        if m.get("path") and (Path(m["path"]) / "tokenizer_config.json").is_file():
+        if m.get("path") and has_tokenizer(m["path"]):
             return m["path"]
     return None
 

@@ -25,6 +25,18 @@ import functools
 from pathlib import Path
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
+
+
+def has_tokenizer(folder) -> bool:
+    """Whether `folder` holds a loadable tokenizer (not just a tokenizer_config.json: an adapter copied without
+    its tokenizer files, or one made by hand, must fall back to the base's, not fail to load)."""
+    if folder is None:
+        return False
+    f = Path(folder)
+    return (f / "tokenizer_config.json").is_file() and any((f / name).is_file() for name in TOKENIZER_FILES)
+
+
 def embedding_rows(model) -> int:
     return int(model.get_input_embeddings().weight.shape[0])
 
