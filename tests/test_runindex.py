@@ -42,7 +42,11 @@ def cli(*args, cwd, env_state, **env_extra):
 def test_the_tests_never_touch_the_users_index():
     from ftwizard.runindex import index_path
 
-    assert "ftwizard-test-state-" in str(index_path())  # set by conftest.py for the whole session
+    from pathlib import Path
+
+    path = str(index_path())  # conftest.py: a throw-away folder for the session, and an empty one for each test
+    assert "pytest-of-" in path or "ftwizard-test-state-" in path, path
+    assert not path.startswith(str(Path.home() / ".local" / "state"))
 
 
 def test_state_dir_follows_xdg(monkeypatch, tmp_path):
