@@ -43,7 +43,9 @@ async def test_tool_calling_sft_path_to_the_train_plan(cwd_tmp, monkeypatch):
         data = await go_to(pilot, "Data")
         await _lint_done(pilot, data)
         kind = text_of(data.query_one("#data-kind", Static))
-        assert "tool calling: 96 rows, 70 calls to 3 tools" in kind and "SFT trains the calls" in kind
+        rows = [json.loads(line) for line in (cwd_tmp / "tools_train.jsonl").read_text().splitlines()]
+        calls = sum(len(m.get("tool_calls") or []) for r in rows for m in r["messages"])  # counted here, by hand
+        assert f"tool calling: {len(rows)} rows, {calls} calls to 3 tools" in kind and "SFT trains the calls" in kind
         # the embedded model's own template drops tools: the step says so and offers the one that renders them
         assert "cannot render tools" in kind and "Ctrl+G sets data.chat_template: chatml" in kind
         assert "Use suggestion" in footer_keys(app)
