@@ -38,15 +38,20 @@ def render_loss_plot(train: tuple[list, list], evals: tuple[list, list], width: 
     return Text.from_ansi(f.build().string(), no_wrap=True)
 
 
-def set_axes(f, xs: list, log_ys: list, width: int, height: int) -> None:
-    """Whole-step x ticks and y ticks in loss values (the plot holds log10 loss); shared by the compare view."""
+def set_step_axis(f, xs: list, width: int) -> None:
+    """Whole-step x ticks; one point (or one step) gets a range around it, not plotext's fractional ticks."""
     lo, hi = min(xs), max(xs)
-    if hi - lo < 1:  # one point (or one step): a range around it, not plotext's fractional ticks
+    if hi - lo < 1:
         lo, hi = max(0, lo - 1), hi + 1
         f.ruler("x").lim(lo, hi)
     ticks = step_ticks(lo, hi, width)
     if ticks:
         f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
+
+
+def set_axes(f, xs: list, log_ys: list, width: int, height: int) -> None:
+    """Whole-step x ticks and y ticks in loss values (the plot holds log10 loss); shared by the compare view."""
+    set_step_axis(f, xs, width)
     ylo, yhi = min(log_ys), max(log_ys)
     if yhi - ylo < 1e-6:
         ylo, yhi = ylo - 0.05, yhi + 0.05
@@ -143,13 +148,7 @@ def render_reward_plot(series: list[tuple[str, list, list]], width: int, height:
             f.draw(f.signal(xs, ys, marker=plotext.marker("hd", pixel=colour)).lines())
             xs_all += xs
             ys_all += ys
-    lo, hi = min(xs_all), max(xs_all)
-    if hi - lo < 1:
-        lo, hi = max(0, lo - 1), hi + 1
-        f.ruler("x").lim(lo, hi)
-    ticks = step_ticks(lo, hi, width)
-    if ticks:
-        f.ruler("x").ticks(ticks, [f"{t:,}" for t in ticks])
+    set_step_axis(f, xs_all, width)
     ylo, yhi = min(ys_all), max(ys_all)
     if yhi - ylo < 1e-6:
         f.ruler("y").lim(ylo - 0.05, yhi + 0.05)
