@@ -99,6 +99,16 @@ _NO_TOOLS = r"""
     {{- raise_exception('the ' + template_name + ' template cannot render tools or tool turns; use data.chat_template: chatml') }}
 {%- endif %}"""
 
+# Templates without a system role of their own prepend it to the first user turn.
+_SYSTEM_FIRST = r"""
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system = messages[0]['content'] + '\n\n' %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system = '' %}
+{%- endif %}
+"""
+
 _LLAMA3 = BOS + _NO_TOOLS.replace("template_name", "'llama3'") + r"""
 {%- for message in messages %}
     {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}
@@ -108,13 +118,7 @@ _LLAMA3 = BOS + _NO_TOOLS.replace("template_name", "'llama3'") + r"""
 {%- endif %}
 """
 
-_GEMMA = BOS + _NO_TOOLS.replace("template_name", "'gemma'") + r"""
-{%- if messages[0]['role'] == 'system' %}
-    {%- set system = messages[0]['content'] + '\n\n' %}
-    {%- set messages = messages[1:] %}
-{%- else %}
-    {%- set system = '' %}
-{%- endif %}
+_GEMMA = BOS + _NO_TOOLS.replace("template_name", "'gemma'") + _SYSTEM_FIRST + r"""
 {%- for message in messages %}
     {%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}
     {{- '<start_of_turn>' + role + '\n' + (system if loop.first else '') + message['content'] + '<end_of_turn>\n' }}
@@ -124,13 +128,7 @@ _GEMMA = BOS + _NO_TOOLS.replace("template_name", "'gemma'") + r"""
 {%- endif %}
 """
 
-_MISTRAL = BOS + _NO_TOOLS.replace("template_name", "'mistral'") + r"""
-{%- if messages[0]['role'] == 'system' %}
-    {%- set system = messages[0]['content'] + '\n\n' %}
-    {%- set messages = messages[1:] %}
-{%- else %}
-    {%- set system = '' %}
-{%- endif %}
+_MISTRAL = BOS + _NO_TOOLS.replace("template_name", "'mistral'") + _SYSTEM_FIRST + r"""
 {%- for message in messages %}
     {%- if message['role'] == 'user' %}
         {{- '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}
